@@ -1,0 +1,90 @@
+"""What a result was measured on: CPU, cores, threads, memory, GPU, Python and library versions."""
+import os
+import platform
+import subprocess
+import sys
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except (IOError, OSError):
+        return ""
+
+
+def cpu_model():
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_count():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count()
+
+
+def memory_gib():
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return round(int(line.split()[1]) / 1024.0 ** 2, 1)
+    return None
+
+
+def threads():
+    """Threads the frameworks were told to use (set in the kernel spec before any import)."""
+    value = os.environ.get("ROSETTA_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    return int(value) if value else cpu_count()
+
+
+def thread_settings():
+    names = ("ROSETTA_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+             "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_WAIT_POLICY")
+    return dict((n, os.environ[n]) for n in names if n in os.environ)
+
+
+def nvidia_gpus():
+    """[{name, driver, memory}] from nvidia-smi, or [] where there is none."""
+    try:
+        out = subprocess.check_output(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            stderr=subprocess.STDOUT, universal_newlines=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            gpus.append({"name": parts[0], "driver": parts[1], "memory": parts[2]})
+    return gpus
+
+
+def environment_info(versions=None):
+    """A dict for result records; `versions` adds framework versions to Python's and numpy's."""
+    import numpy
+    all_versions = {"python": platform.python_version(), "numpy": numpy.__version__}
+    all_versions.update(versions or {})
+    return {
+        "cpu": cpu_model(),
+        "cores": cpu_count(),
+        "threads": threads(),
+        "thread_settings": thread_settings(),
+        "memory_gib": memory_gib(),
+        "gpus": nvidia_gpus(),
+        "os": platform.platform(),
+        "python_executable": sys.executable,
+        "kernel_env": os.environ.get("ROSETTA_ENV"),
+        "versions": all_versions,
+    }
+
+
+def print_environment(info):
+    """One short block a reader can compare between notebooks."""
+    print("CPU:      %s (%s cores, %s threads in use)" % (info["cpu"], info["cores"], info["threads"]))
+    print("Memory:   %s GiB" % info["memory_gib"])
+    for gpu in info["gpus"]:
+        print("GPU:      %s (driver %s, %s)" % (gpu["name"], gpu["driver"], gpu["memory"]))
+    print("Versions: " + ", ".join("%s %s" % kv for kv in sorted(info["versions"].items())))

@@ -1,0 +1,67 @@
+"""The original protocol's hyperparameters, defined once, and the run profiles."""
+
+# CNN: VGG-style network on CIFAR-10
+EPOCHS = 10
+BATCHSIZE = 64
+LR = 0.01
+MOMENTUM = 0.9
+N_CLASSES = 10
+CNN_PARAMETERS = 3441592  # parameter count of the reference model
+
+# RNN: GRU sentiment model on IMDB
+RNN_EPOCHS = 3
+RNN_BATCHSIZE = 64
+EMBEDSIZE = 125
+NUMHIDDEN = 100
+RNN_LR = 0.001
+BETA_1 = 0.9
+BETA_2 = 0.999
+EPS = 1e-08
+MAXLEN = 150
+MAXFEATURES = 30000
+# Sequences are truncated and padded at the FRONT (Keras's pad_sequences default), so the GRU's
+# output at the last step is read right after the review's last word, never after padding.
+PADDING = "pre"
+
+# ResNet-50 feature extraction
+BATCH_SIZE = 32
+RESNET_FEATURES = 2048
+BATCHES_GPU = 40  # 40 x 32 = 1,280 images
+IMAGE_SIZE = 224
+
+SEED = 42
+
+# Run profiles: papermill passes PROFILE; notebooks read their settings from here.
+#   smoke: seconds per notebook, synthetic data in the real formats, for tests only
+#   cpu:   real data, one epoch of CNN and RNN training, the full test sets, inference unchanged
+#   full:  the original protocol, for GPU machines
+PROFILES = {
+    "smoke": {
+        "synthetic_data": True,
+        "cnn_epochs": 1, "rnn_epochs": 1,
+        "train_limit": 256, "test_limit": 128,
+        "inference_batches": 2,
+    },
+    "cpu": {
+        "synthetic_data": False,
+        "cnn_epochs": 1, "rnn_epochs": 1,
+        "train_limit": None, "test_limit": None,
+        "inference_batches": BATCHES_GPU,
+    },
+    "full": {
+        "synthetic_data": False,
+        "cnn_epochs": EPOCHS, "rnn_epochs": RNN_EPOCHS,
+        "train_limit": None, "test_limit": None,
+        "inference_batches": BATCHES_GPU,
+    },
+}
+
+
+def profile(name):
+    """The settings of a named profile, with a clear error for an unknown name."""
+    try:
+        settings = dict(PROFILES[name])
+    except KeyError:
+        raise ValueError("unknown profile %r; choose one of %s" % (name, ", ".join(sorted(PROFILES))))
+    settings["name"] = name
+    return settings

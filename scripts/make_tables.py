@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Regenerate the README's result tables and the bar charts from result records.
+
+    python scripts/make_tables.py [--results results] [--readme README.md] [--check]
+
+Only `ok` records measured on real data reach a table (smoke and synthetic runs never do). One
+column per profile and hardware; every framework of environments.toml keeps its row, marked
+"failed" or "not run yet" where it has no result. --check exits non-zero when the README is stale.
+"""
+import argparse
+import csv
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import envspec  # noqa: E402
+
+sys.path.insert(0, str(envspec.ROOT))
+from common.records import load_records  # noqa: E402
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+TASK_TITLES = OrderedDict([
+    ("cnn", "VGG-style CNN on CIFAR-10 (training)"),
+    ("rnn", "GRU on IMDB (training)"),
+    ("inference", "ResNet-50 feature extraction (inference)"),
+])
+
+
+def column_key(rec):
+    dev = rec.get("device", {})
+    return (rec["profile"], dev.get("kind", "cpu"), dev.get("name", "?"), dev.get("threads"))
+
+
+def publishable(rec):
+    return rec.get("status") == "ok" and not rec.get("synthetic_data") and rec.get("profile") != "smoke"
+
+
+def latest(records):
+    """The newest record per (task, framework, column), and per (task, framework) failures."""
+    best, failed = {}, {}
+    for rec in sorted(records, key=lambda r: r.get("finished_at") or ""):
+        key = (rec["task"], rec["framework"])
+        if publishable(rec):
+            best[key + (column_key(rec),)] = rec
+        elif rec.get("status") == "failed" and rec.get("profile") != "smoke":
+            failed[key] = rec
+    return best, failed
+
+
+def cell(rec):
+    m = rec["metrics"]
+    if rec["task"] == "inference":
+        return "%.1f s (%.0f img/s)" % (m["seconds_per_1000_images"], m["images_per_second"])
+    return "%.1f%% in %.0f s" % (100 * m["test_accuracy"], m["train_seconds"])
+
+
+def column_label(col, hardware, records):
+    profile, kind, name, threads = col
+    epochs = sorted({r["params"].get("epochs") for r in records if column_key(r) == col
+                     and r["task"] != "inference"} - {None})
+    ep = " (%s epoch%s)" % ("/".join(map(str, epochs)), "" if epochs == [1] else "s") if epochs else ""
+    return "`%s`%s on %s" % (profile, ep, hardware[col])
+
+
+def framework_versions(recs):
+    skip = {"python", "numpy"}
+    out = []
+    for rec in recs:
+        for k, v in sorted(rec.get("versions", {}).items()):
+            if k not in skip and "%s %s" % (k, v) not in out:
+                out.append("%s %s" % (k, v))
+    return ", ".join(out)
+
+
+def render(records, rows):
+    best, failed = latest(records)
+    cols = sorted({k[2] for k in best})
+    hardware = OrderedDict((c, "H%d" % (i + 1)) for i, c in enumerate(
+        sorted({c for c in cols}, key=lambda c: (c[1], c[2], c[3] or 0))))
+    out = []
+    for task, title in TASK_TITLES.items():
+        task_recs = [r for k, r in best.items() if k[0] == task]
+        task_cols = [c for c in cols if any(column_key(r) == c for r in task_recs)]
+        out.append("### %s\n" % title)
+        metric = ("seconds per 1,000 images (images per second)" if task == "inference"
+                  else "test accuracy after training, and training time")
+        out.append("Cells: %s.\n" % metric)
+        header = ["Framework"] + [column_label(c, hardware, task_recs) for c in task_cols] + ["Versions"]
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "---|" * len(header))
+        for row in rows:
+            recs = [best[(task, row, c)] for c in task_cols if (task, row, c) in best]
+            cells = []
+            for c in task_cols:
+                rec = best.get((task, row, c))
+                if rec:
+                    cells.append(cell(rec))
+                elif (task, row) in failed:
+                    cells.append("failed")
+                else:
+                    cells.append("not run yet")
+            if not task_cols:
+                cells = []
+            status = "" if task_cols else (" (failed)" if (task, row) in failed else " (not run yet)")
+            out.append("| " + " | ".join([row + status] + cells + [framework_versions(recs)]) + " |")
+        if task_recs:
+            out.append("\n![%s](results/plots/%s.png)\n" % (title, task))
+        else:
+            out.append("\nNo results on real data yet.\n")
+    if hardware:
+        out.append("Hardware:\n")
+        for col, tag in hardware.items():
+            example = next(r for k, r in best.items() if k[2] == col)
+            env = example.get("environment", {})
+            out.append("- %s: %s, %s threads, %s GiB memory (%s)" % (
+                tag, col[2], col[3], env.get("memory_gib"), col[1].upper()))
+        out.append("")
+    return "\n".join(out)
+
+
+def render_original(path):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    out = ["### The original's published figures (2017-2018, GPU, hand-typed there; for reference)\n",
+           "| Framework | CNN acc % | CNN K80 s | CNN P100 s | RNN acc % | RNN K80 s | RNN P100 s "
+           "| ResNet-50 K80 s/1000 img | ResNet-50 P100 s/1000 img |", "|" + "---|" * 9]
+    for r in rows:
+        out.append("| " + " | ".join(r.values()) + " |")
+    return "\n".join(out) + "\n"
+
+
+def plot(records, out_dir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    best, _ = latest(records)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for task, title in TASK_TITLES.items():
+        recs = sorted((r for k, r in best.items() if k[0] == task), key=lambda r: r["framework"])
+        if not recs:
+            continue
+        labels = ["%s (%s)" % (r["framework"], r["profile"]) for r in recs]
+        key = "seconds_per_1000_images" if task == "inference" else "train_seconds"
+        values = [r["metrics"][key] for r in recs]
+        fig, ax = plt.subplots(figsize=(7, 0.45 * len(recs) + 1.2))
+        ax.barh(labels, values, color="#4878a8")
+        for y, v in enumerate(values):
+            ax.text(v, y, " %.1f" % v, va="center", fontsize=8)
+        ax.set_xlabel("seconds per 1,000 images" if task == "inference" else "training seconds")
+        ax.set_title(title, fontsize=10)
+        ax.invert_yaxis()
+        fig.tight_layout()
+        path = out_dir / ("%s.png" % task)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def readme_rows(spec, records):
+    rows = [row for _, row in envspec.framework_table(spec).values()]
+    rows += [r["framework"] for r in records if r["framework"] not in rows]
+    return sorted(set(rows), key=str.lower)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", default=str(envspec.ROOT / "results"))
+    ap.add_argument("--readme", default=str(envspec.ROOT / "README.md"))
+    ap.add_argument("--check", action="store_true", help="fail if the README is not up to date")
+    args = ap.parse_args(argv)
+    results = Path(args.results)
+    records = [r for r in load_records(str(results)) if r.get("profile") != "smoke"]
+    body = render(records, readme_rows(envspec.load_spec(), records))
+    body += "\n" + render_original(results / "original_2018.csv")
+    readme = Path(args.readme)
+    text = readme.read_text()
+    if START not in text or END not in text:
+        sys.exit(f"{readme}: markers {START} and {END} not found")
+    head, rest = text.split(START, 1)
+    new = head + START + "\n" + body + "\n" + END + rest.split(END, 1)[1]
+    if args.check:
+        if new != text:
+            sys.exit(f"{readme} is stale: run scripts/make_tables.py")
+        return 0
+    readme.write_text(new)
+    plots = plot(records, results / "plots")
+    print(f"{readme}: tables from {sum(publishable(r) for r in records)} records; plots: "
+          + ", ".join(str(p) for p in plots))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

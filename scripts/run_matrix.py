@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Run notebooks through papermill, each with its environment's kernel, and collect result records.
+
+    python scripts/run_matrix.py --profile cpu                      # everything
+    python scripts/run_matrix.py --frameworks PyTorch --tasks cnn rnn --profile smoke
+    python scripts/run_matrix.py --list
+
+Executed notebooks and records go to results/<profile>/ (or --out). A notebook whose `ok` record
+is already there is skipped (resume) unless --force. A failing notebook gets a `failed` record and
+the others go on; the exit status is non-zero when anything failed.
+"""
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import envspec  # noqa: E402
+
+sys.path.insert(0, str(envspec.ROOT))
+from common import records  # noqa: E402
+
+TASKS = {"CNN": "cnn", "RNN": "rnn", "Inference": "inference"}
+NOTEBOOK_NAME = re.compile(r"^(?P<framework>.+)_(?P<task>CNN|RNN|Inference)$")
+
+
+def discover(notebooks_dir, spec):
+    """[(path, framework prefix, task, env name, README row)] for every notebook in the folder."""
+    table = envspec.framework_table(spec)
+    found = []
+    for path in sorted(Path(notebooks_dir).glob("*.ipynb")):
+        m = NOTEBOOK_NAME.match(path.stem)
+        if not m:
+            raise SystemExit(f"{path.name}: notebook names are <Framework>_<CNN|RNN|Inference>.ipynb")
+        prefix = m.group("framework")
+        if prefix not in table:
+            raise SystemExit(f"{path.name}: framework {prefix!r} is in no environment of environments.toml")
+        env, row = table[prefix]
+        found.append((path, prefix, TASKS[m.group("task")], env, row))
+    return found
+
+
+def ok_record(path):
+    import json
+    try:
+        with open(path) as f:
+            return json.load(f).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
+
+
+def papermill_command(nb, out_nb, kernel, profile, record_dir, notebooks_dir):
+    return [sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", kernel,
+            "-p", "PROFILE", profile, "-p", "RECORD_DIR", str(record_dir),
+            "--cwd", str(notebooks_dir), "--log-output", "--no-progress-bar"]
+
+
+def run_one(item, args, spec, env):
+    path, prefix, task, env_name, row = item
+    out = Path(args.out)
+    out_nb, record_path = out / path.name, out / (path.stem + ".json")
+    python = envspec.env_python(spec, env_name)
+    if not python.exists():
+        error = (f"environment {env_name!r} is not built: run "
+                 f"`python3 scripts/setup_env.py {env_name}`")
+        return write_failure(path.stem, row, task, args.profile, out, error)
+    if record_path.exists():
+        record_path.unlink()  # a stale record must not pass for this run's
+    cmd = papermill_command(path, out_nb, envspec.kernel_name(env_name), args.profile,
+                            out.resolve(), path.parent.resolve())
+    log_tail, timed_out = [], threading.Event()
+    # Its own session, so that a kill also takes the kernel papermill started.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+
+    def kill():
+        timed_out.set()
+        os.killpg(proc.pid, signal.SIGKILL)
+
+    watchdog = threading.Timer(args.timeout, kill)
+    watchdog.start()
+    try:
+        for line in proc.stdout:  # stream the notebook's own progress lines
+            if not args.quiet:
+                print("    " + line.rstrip(), flush=True)
+            log_tail = (log_tail + [line.rstrip()])[-30:]
+        proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:  # interrupted (Ctrl-C): do not leave the kernel behind
+            os.killpg(proc.pid, signal.SIGKILL)
+    if timed_out.is_set():
+        return write_failure(path.stem, row, task, args.profile, out,
+                             f"timed out after {args.timeout:.0f} s")
+    if proc.returncode != 0:
+        return write_failure(path.stem, row, task, args.profile, out,
+                             "papermill failed:\n" + "\n".join(log_tail))
+    if not ok_record(record_path):
+        return write_failure(path.stem, row, task, args.profile, out,
+                             "the notebook ran but wrote no ok record")
+    return "ok"
+
+
+def write_failure(notebook, framework, task, profile, out, error):
+    run = records.Run(notebook, framework, task, profile, str(out))
+    rec = run.record("failed", error=error)
+    records.write_json_atomic(run.path, rec)
+    print("    " + error.strip().splitlines()[-1], flush=True)
+    return "failed"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
+    ap.add_argument("--frameworks", nargs="*", help="notebook prefixes, e.g. PyTorch Keras_TF")
+    ap.add_argument("--tasks", nargs="*", choices=sorted(TASKS.values()))
+    ap.add_argument("--notebooks", default=str(envspec.ROOT / "notebooks"), help="notebook folder")
+    ap.add_argument("--out", help="output folder (default: results/<profile>)")
+    ap.add_argument("--force", action="store_true", help="re-run notebooks that already have an ok record")
+    ap.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per notebook")
+    ap.add_argument("--quiet", action="store_true", help="do not stream notebook output")
+    ap.add_argument("--list", action="store_true", help="list the selected notebooks and stop")
+    args = ap.parse_args(argv)
+    args.out = args.out or str(envspec.ROOT / "results" / args.profile)
+
+    spec = envspec.load_spec()
+    items = discover(args.notebooks, spec)
+    unknown = set(args.frameworks or []) - {i[1] for i in items}
+    if unknown:
+        ap.error(f"no notebooks for {sorted(unknown)}; known: {sorted({i[1] for i in items})}")
+    items = [i for i in items if (not args.frameworks or i[1] in args.frameworks)
+             and (not args.tasks or i[2] in args.tasks)]
+    if args.list:
+        for path, prefix, task, env_name, row in items:
+            print(f"{path.name:32s} {task:10s} env={env_name:8s} row={row}")
+        return 0
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               JUPYTER_PATH=os.pathsep.join(envspec.jupyter_path(spec)),
+               PYTHONPATH=os.pathsep.join([str(envspec.ROOT)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)).rstrip(os.pathsep))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    results, t0 = {}, time.time()
+    for n, item in enumerate(items, 1):
+        name = item[0].stem
+        if not args.force and ok_record(Path(args.out) / (name + ".json")):
+            print(f"[{n}/{len(items)}] {name}: done already (use --force to re-run)", flush=True)
+            results[name] = "skipped"
+            continue
+        print(f"[{n}/{len(items)}] {name} ({args.profile}, kernel {envspec.kernel_name(item[3])})", flush=True)
+        start = time.time()
+        results[name] = run_one(item, args, spec, env)
+        print(f"[{n}/{len(items)}] {name}: {results[name]} in {time.time() - start:.0f}s", flush=True)
+    failed = sorted(k for k, v in results.items() if v == "failed")
+    print(f"{len(results)} notebooks in {time.time() - t0:.0f}s: "
+          f"{sum(v == 'ok' for v in results.values())} ok, "
+          f"{sum(v == 'skipped' for v in results.values())} skipped, {len(failed)} failed"
+          + (f" ({', '.join(failed)})" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

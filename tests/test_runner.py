@@ -1,0 +1,86 @@
+"""The runner isolates failures, resumes, times out, and records why a notebook failed."""
+import nbformat
+import pytest
+
+from conftest import read_json, run_script
+
+OK_CELL = """
+import common
+common.provenance.note_source("test", "synthetic", synthetic=True)
+run = common.start_run(NAME, "PyTorch", TASK, PROFILE, RECORD_DIR)
+run.finish(metrics={"train_seconds": 1.0, "test_accuracy": 0.5}, params={}, versions={})
+"""
+
+
+def notebook(path, body, name, task):
+    params = nbformat.v4.new_code_cell('PROFILE = "cpu"\nRECORD_DIR = None')
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[
+        params, nbformat.v4.new_code_cell("NAME, TASK = %r, %r" % (name, task)),
+        nbformat.v4.new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "rosetta-modern", "display_name": "x", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    notebook(nbs / "PyTorch_CNN.ipynb", OK_CELL, "PyTorch_CNN", "cnn")
+    notebook(nbs / "PyTorch_RNN.ipynb", "raise RuntimeError('deliberate failure 42')",
+             "PyTorch_RNN", "rnn")
+    return nbs, tmp_path / "out"
+
+
+def run(nbs, out, *extra):
+    return run_script("run_matrix.py", "--notebooks", nbs, "--out", out, "--profile", "smoke", *extra)
+
+
+def test_failure_is_isolated_recorded_and_resumed(folder):
+    nbs, out = folder
+    proc = run(nbs, out)
+    assert proc.returncode != 0, proc.stdout
+    assert read_json(out / "PyTorch_CNN.json")["status"] == "ok"
+    failed = read_json(out / "PyTorch_RNN.json")
+    assert failed["status"] == "failed"
+    assert "deliberate failure 42" in failed["error"]
+    assert (out / "PyTorch_CNN.ipynb").exists() and (out / "PyTorch_RNN.ipynb").exists()
+    assert "1 ok, 0 skipped, 1 failed" in proc.stdout
+
+    # Resume: the ok notebook is skipped, the failed one runs again (and now passes).
+    notebook(nbs / "PyTorch_RNN.ipynb", OK_CELL, "PyTorch_RNN", "rnn")
+    first = read_json(out / "PyTorch_CNN.json")["finished_at"]
+    proc = run(nbs, out)
+    assert proc.returncode == 0, proc.stdout
+    assert "PyTorch_CNN: done already" in proc.stdout
+    assert read_json(out / "PyTorch_RNN.json")["status"] == "ok"
+    assert read_json(out / "PyTorch_CNN.json")["finished_at"] == first
+
+    proc = run(nbs, out, "--force", "--tasks", "cnn")
+    assert proc.returncode == 0
+    assert "1 ok, 0 skipped, 0 failed" in proc.stdout
+
+
+def test_timeout_kills_and_records(folder):
+    nbs, out = folder
+    notebook(nbs / "PyTorch_CNN.ipynb", "import time; time.sleep(600)", "PyTorch_CNN", "cnn")
+    proc = run(nbs, out, "--tasks", "cnn", "--timeout", "20")
+    assert proc.returncode != 0
+    rec = read_json(out / "PyTorch_CNN.json")
+    assert rec["status"] == "failed" and "timed out" in rec["error"]
+
+
+def test_notebook_without_record_fails(folder):
+    nbs, out = folder
+    notebook(nbs / "PyTorch_CNN.ipynb", "x = 1", "PyTorch_CNN", "cnn")
+    proc = run(nbs, out, "--tasks", "cnn")
+    assert proc.returncode != 0
+    assert "wrote no ok record" in read_json(out / "PyTorch_CNN.json")["error"]
+
+
+def test_bad_names_are_refused(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    notebook(nbs / "Nope_CNN.ipynb", "x = 1", "Nope_CNN", "cnn")
+    proc = run(nbs, tmp_path / "out")
+    assert proc.returncode != 0 and "in no environment" in proc.stdout

@@ -1,0 +1,65 @@
+"""README tables and plots come from ok records on real data only."""
+import shutil
+
+import make_tables
+from common import records
+from conftest import ROOT, run_script
+
+
+def record(tmp, name, framework, task, status="ok", synthetic=False, profile="cpu", **metrics):
+    rec = {
+        "schema": 1, "notebook": name, "framework": framework, "task": task, "profile": profile,
+        "status": status, "error": None if status == "ok" else "boom", "synthetic_data": synthetic,
+        "device": {"kind": "cpu", "name": "Test CPU 9000", "threads": 2},
+        "versions": {"python": "3.11", "torch": "2.13.0"}, "params": {"epochs": 1},
+        "metrics": metrics, "finished_at": "2026-11-28T12:00:00+00:00",
+        "environment": {"memory_gib": 23.4},
+    }
+    records.write_json_atomic(str(tmp / profile / (name + ".json")), rec)
+
+
+def test_tables_from_records(tmp_path):
+    res = tmp_path / "results"
+    shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=412.3, test_accuracy=0.6543)
+    record(res, "Fake_CNN", "Fake", "cnn", synthetic=True, train_seconds=1, test_accuracy=0.99)
+    record(res, "Other_CNN", "Other", "cnn", status="failed")
+    record(res, "PyTorch_Inference", "PyTorch", "inference",
+           seconds_per_1000_images=61.25, images_per_second=16.33)
+    record(res, "PyTorch_RNN", "PyTorch", "rnn", profile="smoke", train_seconds=1, test_accuracy=0.5)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
+
+    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+    assert proc.returncode == 0, proc.stdout
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    cnn = text.split("### VGG-style")[1].split("###")[0]
+    assert "| PyTorch | 65.4% in 412 s | torch 2.13.0 |" in cnn
+    assert "99.0%" not in text, "synthetic results never reach a table"
+    assert "| Other | failed |" in cnn
+    assert "`cpu` (1 epoch) on H1" in cnn
+    assert "61.2 s (16 img/s)" in text
+    rnn = text.split("### GRU on IMDB")[1].split("###")[0]
+    assert "No results on real data yet" in rnn, "smoke records never reach a table"
+    assert "H1: Test CPU 9000, 2 threads" in text
+    assert "| Knet (Julia) | 78 | 159 |" in text
+    assert (res / "plots" / "cnn.png").stat().st_size > 1000
+    assert not (res / "plots" / "rnn.png").exists()
+
+    assert run_script("make_tables.py", "--results", res, "--readme", readme, "--check").returncode == 0
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=300, test_accuracy=0.7)
+    stale = run_script("make_tables.py", "--results", res, "--readme", readme, "--check")
+    assert stale.returncode != 0 and "stale" in stale.stdout
+
+
+def test_readme_is_up_to_date():
+    proc = run_script("make_tables.py", "--check")
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_every_framework_keeps_a_row(spec):
+    rows = make_tables.readme_rows(spec, [])
+    text = make_tables.render([], rows)
+    for _, row in make_tables.envspec.framework_table(spec).values():
+        assert "| %s (not run yet) |" % row in text
