@@ -157,6 +157,15 @@ def build(spec, name, step):
                              stderr=subprocess.STDOUT, text=True, env=env).stdout
         raise SetupError(f"{name}: import check failed after install:\n{out[-3000:]}")
     (venv / MARKER).write_text(envspec.env_hash(spec, name) + "\n")
+    prune_superseded(venv, name, step)
+
+
+def prune_superseded(venv, name, step):
+    """Delete this environment's builds from older specs (several GB each)."""
+    for old in venv.parent.glob(f"{name}-*"):
+        if old != venv and len(old.name) == len(venv.name) and old.is_dir():
+            step(f"{name}: removing superseded build {old.name}")
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv=None):

@@ -43,6 +43,15 @@ def test_source_notebook_is_clean_and_structured(nb):
     headings = [line[3:].strip() for c in data["cells"] if c["cell_type"] == "markdown"
                 for line in "".join(c["source"]).splitlines() if line.startswith("## ")]
     assert headings == SECTIONS[TASK[nb.stem.rsplit("_", 1)[1]]]
+    # one code cell per section, so that the same step can be set side by side across frameworks
+    section, code_cells = None, {}
+    for c in data["cells"]:
+        text = "".join(c["source"])
+        if c["cell_type"] == "markdown" and text.startswith("## "):
+            section = text.splitlines()[0][3:].strip()
+        elif c["cell_type"] == "code":
+            code_cells[section] = code_cells.get(section, 0) + 1
+    assert code_cells == {h: 1 for h in headings}, "exactly one code cell per section"
     title = "".join(data["cells"][0]["source"]).splitlines()[0]
     assert title.startswith("# ") and ":" in title
 
