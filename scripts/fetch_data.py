@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Obtain and verify the real CIFAR-10 and IMDB data sets, and print the facts checked.
+"""Obtain and verify the real CIFAR-10 and IMDB data sets and the ResNet-50 weights; print the facts checked.
 
     python scripts/fetch_data.py            # both
     python scripts/fetch_data.py --only imdb
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import data, provenance, sources  # noqa: E402
+from common import data, provenance, resnet50, sources  # noqa: E402
 
 # per-channel mean of the uint8 training pixels (data README)
 CIFAR_TRAIN_MEAN = (125.3069, 122.9504, 113.8654)
@@ -45,13 +45,19 @@ def fetch_imdb():
     print("  y_train[:10] %s, y_test[:10] %s" % (facts["y_train"], facts["y_test"]))
 
 
+def fetch_resnet50():
+    weights = resnet50.load_resnet50_weights()
+    print("  %d layers, %d parameters (Keras ResNet-50, ImageNet)" % (
+        len(weights), resnet50.parameter_count(weights)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["cifar", "imdb"], help="fetch one data set only")
+    parser.add_argument("--only", choices=["cifar", "imdb", "resnet50"], help="fetch one data set only")
     args = parser.parse_args(argv)
     print("cache: %s; local data folders: %s" % (sources.cache_root(), sources.data_dirs() or "none"))
     total = time.time()
-    for name, fetch in (("cifar", fetch_cifar), ("imdb", fetch_imdb)):
+    for name, fetch in (("cifar", fetch_cifar), ("imdb", fetch_imdb), ("resnet50", fetch_resnet50)):
         if args.only not in (None, name):
             continue
         start = time.time()
