@@ -1,4 +1,4 @@
-# Quick start:  make cpu   (set-up, real data, every notebook on the cpu profile, README tables)
+# Quick start:  make cpu   (set-up, real data, every notebook on the cpu profile, README tables and pages)
 #               make test  (set-up, real data, the test suite)
 PY ?= python3
 TOOLS = $(shell $(PY) scripts/envspec.py python tools)
@@ -12,19 +12,18 @@ setup:
 data: setup
 	$(TOOLS) scripts/fetch_data.py
 
-cpu: data
-	$(TOOLS) scripts/run_matrix.py --profile cpu $(RUN_ARGS); status=$$?; \
-	$(TOOLS) scripts/make_tables.py && exit $$status
-
-full: data
-	$(TOOLS) scripts/run_matrix.py --profile full $(RUN_ARGS); status=$$?; \
-	$(TOOLS) scripts/make_tables.py && exit $$status
+cpu full: data
+	$(TOOLS) scripts/run_matrix.py --profile $@ $(RUN_ARGS); status=$$?; \
+	$(MAKE) --no-print-directory tables && exit $$status
 
 smoke: setup
 	$(TOOLS) scripts/run_matrix.py --profile smoke --out $${TMPDIR:-/tmp}/rosetta-smoke --force $(RUN_ARGS)
 
+# README tables, plots and the side-by-side pages, from the records in results/
 tables:
 	$(TOOLS) scripts/make_tables.py
+	$(TOOLS) scripts/tag_steps.py --check
+	$(TOOLS) scripts/side_by_side.py --screenshot
 
 test: data
 	$(TOOLS) -m pytest tests $(PYTEST_ARGS)

@@ -19,17 +19,18 @@ class Progress(object):
 
     def step(self, loss_fn=None):
         self.count += 1
-        now = time.time()
-        if now - self.last >= self.every:
-            self.last = now
-            self._line(now, loss_fn)
+        if time.time() - self.last >= self.every:
+            self._line(loss_fn)
 
-    def _line(self, now, loss_fn=None):
+    def _line(self, loss_fn=None):
+        # Fetch the loss first: on an asynchronous framework that waits for the queued work,
+        # so the elapsed time printed after it is true.
         loss = "" if loss_fn is None else ", loss %.4f" % float(loss_fn())
+        self.last = now = time.time()
         print("%s: %d/%d batches (%3.0f%%), %.0fs%s" % (
             self.label, self.count, self.total, 100.0 * self.count / max(self.total, 1),
             now - self.start, loss))
         sys.stdout.flush()
 
     def done(self, loss_fn=None):
-        self._line(time.time(), loss_fn)
+        self._line(loss_fn)
