@@ -26,7 +26,8 @@ sys.path.insert(0, str(envspec.ROOT))
 from common import records  # noqa: E402
 
 # papermill's own bookkeeping lines, left out of the streamed output
-NOISE = re.compile(r"^(Executing|Ending) Cell \d+-*$|^(Input|Output) Notebook:|^Executing notebook with kernel|^Executing:")
+NOISE = re.compile(r"^(Executing|Ending) Cell \d+-*$|^(Input|Output) Notebook:|^Executing notebook with kernel|^Executing:"
+                   r"|^\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption")
 TASKS = {"CNN": "cnn", "RNN": "rnn", "Inference": "inference"}
 NOTEBOOK_NAME = re.compile(r"^(?P<framework>.+)_(?P<task>CNN|RNN|Inference)$")
 
@@ -88,7 +89,7 @@ def run_one(item, args, spec, env):
     watchdog.start()
     try:
         for line in proc.stdout:  # stream the notebook's own progress lines
-            if not args.quiet and not NOISE.match(line.strip()):
+            if not args.quiet and line.strip() and not NOISE.match(line.strip()):
                 print("    " + line.rstrip(), flush=True)
             log_tail = (log_tail + [line.rstrip()])[-30:]
         proc.wait()
