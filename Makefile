@@ -13,6 +13,7 @@ data: setup
 	$(TOOLS) scripts/fetch_data.py
 
 cpu full: data
+	$(TOOLS) scripts/roofline.py
 	$(TOOLS) scripts/run_matrix.py --profile $@ $(RUN_ARGS); status=$$?; \
 	$(MAKE) --no-print-directory tables && exit $$status
 

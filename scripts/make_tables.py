@@ -9,6 +9,7 @@ column per profile and hardware; every framework of environments.toml keeps its 
 """
 import argparse
 import csv
+import json
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -17,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envspec  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
+from common.flops import FLOPS_PER_IMAGE  # noqa: E402
 from common.records import load_records  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -48,11 +50,39 @@ def latest(records):
     return best, failed
 
 
-def cell(rec):
+def achieved_gflops(rec):
+    """The FLOP rate a CNN or inference result reached, from common/flops.py's counts."""
+    m, p = rec["metrics"], rec.get("params", {})
+    if rec["task"] == "inference":
+        images_per_second = m["images_per_second"]
+    elif rec["task"] == "cnn" and p.get("train_images") and p.get("batchsize"):
+        images = (p["train_images"] // p["batchsize"]) * p["batchsize"] * p.get("epochs", 1)
+        images_per_second = images / m["train_seconds"]
+    else:
+        return None
+    return images_per_second * FLOPS_PER_IMAGE[rec["task"]]() / 1e9
+
+
+def peak_for(col, roofline):
+    """The measured peak (GFLOP/s) of a column's CPU and thread count, if there is one."""
+    _, kind, name, threads = col
+    for m in roofline.get("machines", []):
+        hw = m["hardware"]
+        if kind == "cpu" and (hw["name"], hw["threads"]) == (name, threads):
+            return m
+    return None
+
+
+def cell(rec, peak=None):
     m = rec["metrics"]
     if rec["task"] == "inference":
-        return "%.1f s (%.0f img/s)" % (m["seconds_per_1000_images"], m["images_per_second"])
-    return "%.1f%% in %.0f s" % (100 * m["test_accuracy"], m["train_seconds"])
+        text = "%.1f s (%.0f img/s)" % (m["seconds_per_1000_images"], m["images_per_second"])
+    else:
+        text = "%.1f%% in %.0f s" % (100 * m["test_accuracy"], m["train_seconds"])
+    rate = achieved_gflops(rec)
+    if rate is not None and peak:
+        text += "; %.0f GFLOP/s, %.0f%% of peak" % (rate, 100 * rate / peak["peak_gflops"])
+    return text
 
 
 def column_label(col, hardware, records):
@@ -73,7 +103,8 @@ def framework_versions(recs):
     return ", ".join(out)
 
 
-def render(records, rows):
+def render(records, rows, roofline=None):
+    roofline = roofline or {}
     best, failed = latest(records)
     cols = sorted({k[2] for k in best})
     hardware = OrderedDict((c, "H%d" % (i + 1)) for i, c in enumerate(
@@ -85,6 +116,9 @@ def render(records, rows):
         out.append("### %s\n" % title)
         metric = ("seconds per 1,000 images (images per second)" if task == "inference"
                   else "test accuracy after training, and training time")
+        if task in FLOPS_PER_IMAGE and any(peak_for(c, roofline) for c in task_cols):
+            metric += ("; then the FLOP rate reached (%s) and its share of the machine's measured "
+                       "matrix-multiply peak" % ("forward and backward" if task == "cnn" else "forward"))
         out.append("Cells: %s.\n" % metric)
         header = ["Framework"] + [column_label(c, hardware, task_recs) for c in task_cols] + ["Versions"]
         out.append("| " + " | ".join(header) + " |")
@@ -95,7 +129,7 @@ def render(records, rows):
             for c in task_cols:
                 rec = best.get((task, row, c))
                 if rec:
-                    cells.append(cell(rec))
+                    cells.append(cell(rec, peak_for(c, roofline)))
                 elif (task, row) in failed:
                     cells.append("failed")
                 else:
@@ -113,8 +147,11 @@ def render(records, rows):
         for col, tag in hardware.items():
             example = next(r for k, r in best.items() if k[2] == col)
             env = example.get("environment", {})
-            out.append("- %s: %s, %s threads, %s GiB memory (%s)" % (
-                tag, col[2], col[3], env.get("memory_gib"), col[1].upper()))
+            peak = peak_for(col, roofline)
+            roof = "" if not peak else "; peak %.0f GFLOP/s (float32 %d x %d matmul, %s, numpy %s)" % (
+                peak["peak_gflops"], peak["size"], peak["size"], peak["blas"], peak["numpy"])
+            out.append("- %s: %s, %s threads, %s GiB memory (%s)%s" % (
+                tag, col[2], col[3], env.get("memory_gib"), col[1].upper(), roof))
         out.append("")
     return "\n".join(out)
 
@@ -173,7 +210,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     results = Path(args.results)
     records = [r for r in load_records(str(results)) if r.get("profile") != "smoke"]
-    body = render(records, readme_rows(envspec.load_spec(), records))
+    roofline_file = results / "roofline.json"
+    roofline = json.loads(roofline_file.read_text()) if roofline_file.exists() else {}
+    body = render(records, readme_rows(envspec.load_spec(), records), roofline)
     body += "\n" + render_original(results / "original_2018.csv")
     readme = Path(args.readme)
     text = readme.read_text()

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Measure this machine's peak float32 matrix-multiply rate, the roof the tables compare against.
+
+    python scripts/roofline.py [--size 4096] [--repeats 7] [--out results/roofline.json]
+
+Multiplies two large square float32 matrices with numpy's BLAS, in a child process started with
+the same thread settings as every notebook kernel ([threads] in environments.toml), and records
+the best and median rate in GFLOP/s (2 n^3 FLOPs per product) for this CPU and thread count.
+The machine must be otherwise idle. make_tables.py divides each CNN and inference result's
+achieved rate (FLOPs per image from common/flops.py) by this peak.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import envspec  # noqa: E402
+
+sys.path.insert(0, str(envspec.ROOT))
+from common import envinfo  # noqa: E402
+from common.records import now, write_json_atomic  # noqa: E402
+
+CHILD = "ROSETTA_ROOFLINE_CHILD"
+
+
+def measure(size, repeats):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    c = np.empty((size, size), np.float32)
+    np.matmul(a, b, out=c)  # warm-up: thread pool, page faults
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.matmul(a, b, out=c)
+        times.append(time.perf_counter() - start)
+    flops = 2.0 * size ** 3
+    times.sort()
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    return {"peak_gflops": flops / times[0] / 1e9, "median_gflops": flops / times[len(times) // 2] / 1e9,
+            "size": size, "repeats": repeats, "numpy": np.__version__,
+            "blas": "%s %s" % (blas.get("name", "?"), blas.get("version", "")),
+            "thread_settings": envinfo.thread_settings()}
+
+
+def hardware(threads):
+    gpus = envinfo.nvidia_gpus()
+    return {"kind": "cpu", "name": envinfo.cpu_model(), "threads": threads,
+            "gpus": [g["name"] for g in gpus]}
+
+
+def update(path, entry):
+    """Keep one entry per (CPU, threads) in the roofline file."""
+    data = json.loads(path.read_text()) if path.exists() else {"machines": []}
+    key = (entry["hardware"]["name"], entry["hardware"]["threads"])
+    data["machines"] = [m for m in data["machines"]
+                        if (m["hardware"]["name"], m["hardware"]["threads"]) != key] + [entry]
+    write_json_atomic(str(path), data)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--out", default=str(envspec.ROOT / "results" / "roofline.json"))
+    args = ap.parse_args(argv)
+    if args.size < 256 or args.repeats < 1:
+        ap.error("--size must be at least 256 and --repeats at least 1")
+    if os.environ.get(CHILD):
+        print(json.dumps(measure(args.size, args.repeats)))
+        return 0
+    env = dict(os.environ, **envspec.kernel_env(envspec.load_spec(), "tools"))
+    env[CHILD] = "1"
+    out = subprocess.run([sys.executable, __file__, "--size", str(args.size), "--repeats", str(args.repeats)],
+                         env=env, stdout=subprocess.PIPE, check=True, universal_newlines=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    entry = {"hardware": hardware(int(env["ROSETTA_THREADS"])), "measured_at": now(), **result}
+    update(Path(args.out), entry)
+    print("%s, %d threads: peak %.1f GFLOP/s (median %.1f) with %s x %s float32 matmul, %s" % (
+        entry["hardware"]["name"], entry["hardware"]["threads"], entry["peak_gflops"],
+        entry["median_gflops"], args.size, args.size, entry["blas"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

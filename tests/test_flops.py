@@ -1,0 +1,63 @@
+"""FLOP counts per image, the roofline file, and the fraction-of-peak column built from them."""
+import json
+import shutil
+
+import roofline
+from common import flops, params, resnet50
+from common.records import write_json_atomic
+from conftest import ROOT, run_script
+from test_tables import record
+
+
+def test_cnn_flops_by_hand():
+    # multiply-adds: 32*32*50*27 + 32*32*50*450 + 16*16*100*450 + 16*16*100*900 + 6400*512 + 512*10
+    assert flops.cnn_forward_flops() == 2 * 62264320
+    assert flops.cnn_training_flops() == 3 * 2 * 62264320
+
+
+def test_cnn_layer_table_is_the_benchmark_model():
+    weights = sum(l[1] * l[2] * (l[3] ** 2 if l[0] == "conv" else 1) + l[2]
+                  for l in flops.CNN_LAYERS if l[0] != "pool")
+    assert weights == params.CNN_PARAMETERS
+
+
+def test_resnet50_flops():
+    # Keras's v1 ResNet-50 (stride on the first 1x1): 3.86 G multiply-adds to the pooled features
+    assert flops.resnet50_forward_flops() == 7711850496
+    conv_weights = 7 * 7 * 3 * 64 + sum(k * k * cin * cout for b in resnet50.BLOCKS
+                                        for _, _, _, k, cin, cout, _ in resnet50.block_layers(b))
+    assert conv_weights == 23454912  # the model's 25.6 M minus biases, BatchNorm and fc1000
+
+
+def test_roofline_keeps_one_entry_per_machine(tmp_path):
+    path = tmp_path / "roofline.json"
+    for peak, cpu in ((100.0, "A"), (120.0, "A"), (50.0, "B")):
+        roofline.update(path, {"hardware": {"name": cpu, "threads": 2}, "peak_gflops": peak})
+    machines = json.loads(path.read_text())["machines"]
+    assert sorted((m["hardware"]["name"], m["peak_gflops"]) for m in machines) == [("A", 120.0), ("B", 50.0)]
+
+
+def test_roofline_rejects_bad_arguments():
+    proc = run_script("roofline.py", "--size", "10")
+    assert proc.returncode != 0 and "--size" in proc.stdout
+
+
+def test_fraction_of_peak_in_tables(tmp_path):
+    res = tmp_path / "results"
+    shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
+    record(res, "PyTorch_Inference", "PyTorch", "inference",
+           seconds_per_1000_images=50.0, images_per_second=20.0)
+    record(res, "PyTorch_RNN", "PyTorch", "rnn", train_seconds=50, test_accuracy=0.85)
+    write_json_atomic(str(res / "roofline.json"), {"machines": [{
+        "hardware": {"kind": "cpu", "name": "Test CPU 9000", "threads": 2}, "peak_gflops": 200.0,
+        "median_gflops": 190.0, "size": 4096, "blas": "someblas 1.0", "numpy": "2.4.6"}]})
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+    assert proc.returncode == 0, proc.stdout
+    text = readme.read_text()
+    rate = 20.0 * flops.resnet50_forward_flops() / 1e9  # 154 GFLOP/s
+    assert "50.0 s (20 img/s); %.0f GFLOP/s, %.0f%% of peak" % (rate, rate / 2) in text
+    assert "peak 200 GFLOP/s" in text
+    rnn = text.split("### GRU on IMDB")[1].split("###")[0]
+    assert "of peak" not in rnn, "the GRU task has no FLOP count"
