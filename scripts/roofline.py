@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,6 +21,7 @@ import envspec  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
 from common import envinfo  # noqa: E402
+from common.timing import time_runs  # noqa: E402
 from common.records import now, write_json_atomic  # noqa: E402
 
 CHILD = "ROSETTA_ROOFLINE_CHILD"
@@ -33,14 +33,9 @@ def measure(size, repeats):
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     c = np.empty((size, size), np.float32)
-    np.matmul(a, b, out=c)  # warm-up: thread pool, page faults
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.matmul(a, b, out=c)
-        times.append(time.perf_counter() - start)
+    # one untimed product first: thread pool start-up, page faults
+    times = sorted(time_runs(lambda: np.matmul(a, b, out=c), repeats=repeats, warmup=1))
     flops = 2.0 * size ** 3
-    times.sort()
     blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
     return {"peak_gflops": flops / times[0] / 1e9, "median_gflops": flops / times[len(times) // 2] / 1e9,
             "size": size, "repeats": repeats, "numpy": np.__version__,
