@@ -34,17 +34,23 @@ def thread_count():
 
 
 def kernel_env(spec, name):
-    threads = str(thread_count())
-    env = {k: v.replace("{threads}", threads) for k, v in spec["threads"].items()}
-    env.update(spec["env"][name].get("kernel_env", {}))
+    """The kernel's environment variables: [threads] and the environment's own kernel_env, with
+    "{threads}" replaced by the thread count and "{cache}" by the folder beside the environments
+    (compile caches that must outlive a clone)."""
+    fill = {"{threads}": str(thread_count()), "{cache}": str(envs_root().parent)}
+    env = dict(spec["threads"], **spec["env"][name].get("kernel_env", {}))
+    for key, value in env.items():
+        for placeholder, text in fill.items():
+            value = value.replace(placeholder, text)
+        env[key] = value
     return env
 
 
 def env_hash(spec, name):
     """Changes whenever the environment's own section changes (not the kernel's env vars)."""
     section = dict(spec["env"][name])
-    section.pop("frameworks", None)
-    section.pop("kernel_env", None)
+    for key in ("frameworks", "kernel_env", "notes"):
+        section.pop(key, None)
     blob = json.dumps(section, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -64,6 +70,18 @@ def kernel_name(name):
 def jupyter_path(spec):
     """JUPYTER_PATH entries under which each environment registered its kernel."""
     return [str(env_dir(spec, n) / "share" / "jupyter") for n in spec["env"]]
+
+
+def framework_notes(spec):
+    """{README row name: note} from the environments' `notes` (what a row's reader must know)."""
+    table = framework_table(spec)
+    notes = {}
+    for name, env in spec["env"].items():
+        for prefix, note in env.get("notes", {}).items():
+            if prefix not in table:
+                raise ValueError("note for %s, which is not a framework of any environment" % prefix)
+            notes[table[prefix][1]] = note
+    return notes
 
 
 def framework_table(spec):

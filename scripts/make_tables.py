@@ -103,8 +103,8 @@ def framework_versions(recs):
     return ", ".join(out)
 
 
-def render(records, rows, roofline=None):
-    roofline = roofline or {}
+def render(records, rows, roofline=None, notes=None):
+    roofline, notes = roofline or {}, notes or {}
     best, failed = latest(records)
     cols = sorted({k[2] for k in best})
     hardware = OrderedDict((c, "H%d" % (i + 1)) for i, c in enumerate(
@@ -120,7 +120,9 @@ def render(records, rows, roofline=None):
             metric += ("; then the FLOP rate reached (%s) and its share of the machine's measured "
                        "matrix-multiply peak" % ("forward and backward" if task == "cnn" else "forward"))
         out.append("Cells: %s.\n" % metric)
-        header = ["Framework"] + [column_label(c, hardware, task_recs) for c in task_cols] + ["Versions"]
+        variant = task == "rnn" and any(r["params"].get("gru_variant") for r in task_recs)
+        header = (["Framework"] + (["GRU variant"] if variant else [])
+                  + [column_label(c, hardware, task_recs) for c in task_cols] + ["Versions"])
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "---|" * len(header))
         for row in rows:
@@ -136,12 +138,20 @@ def render(records, rows, roofline=None):
                     cells.append("not run yet")
             if not task_cols:
                 cells = []
+            if variant:
+                cells.insert(0, next((r["params"]["gru_variant"] for r in recs
+                                      if r["params"].get("gru_variant")), ""))
             status = "" if task_cols else (" (failed)" if (task, row) in failed else " (not run yet)")
             out.append("| " + " | ".join([row + status] + cells + [framework_versions(recs)]) + " |")
         if task_recs:
             out.append("\n![%s](results/plots/%s.png)\n" % (title, task))
         else:
             out.append("\nNo results on real data yet.\n")
+        for row in rows:
+            if row in notes:
+                out.append("- %s: %s" % (row, notes[row]))
+        if any(row in notes for row in rows):
+            out.append("")
     if hardware:
         out.append("Hardware:\n")
         for col, tag in hardware.items():
@@ -212,7 +222,8 @@ def main(argv=None):
     records = [r for r in load_records(str(results)) if r.get("profile") != "smoke"]
     roofline_file = results / "roofline.json"
     roofline = json.loads(roofline_file.read_text()) if roofline_file.exists() else {}
-    body = render(records, readme_rows(envspec.load_spec(), records), roofline)
+    spec = envspec.load_spec()
+    body = render(records, readme_rows(spec, records), roofline, envspec.framework_notes(spec))
     body += "\n" + render_original(results / "original_2018.csv")
     readme = Path(args.readme)
     text = readme.read_text()

@@ -50,7 +50,7 @@ def test_thread_settings_reach_every_kernel(spec):
         assert kernel["argv"][0] == str(envspec.env_python(spec, name))
 
 
-@pytest.mark.parametrize("name", ["tools", "modern"])
+@pytest.mark.parametrize("name", list(envspec.load_spec()["env"]))
 def test_common_imports_in_env(spec, name):
     py = envspec.env_python(spec, name)
     out = subprocess.run([str(py), "-c", "import common, sys; print(common.BATCHSIZE)"],

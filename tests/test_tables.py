@@ -60,6 +60,21 @@ def test_readme_is_up_to_date():
 
 def test_every_framework_keeps_a_row(spec):
     rows = make_tables.readme_rows(spec, [])
-    text = make_tables.render([], rows)
+    notes = make_tables.envspec.framework_notes(spec)
+    text = make_tables.render([], rows, notes=notes)
     for _, row in make_tables.envspec.framework_table(spec).values():
         assert "| %s (not run yet) |" % row in text
+    assert "Theano" in notes, "the Theano row says why it is not Lasagne"
+    for row, note in notes.items():
+        assert text.count("- %s: %s" % (row, note)) == len(make_tables.TASK_TITLES)
+
+
+def test_rnn_table_names_each_gru_variant(tmp_path):
+    record(tmp_path, "A_RNN", "A", "rnn", train_seconds=30, test_accuracy=0.86)
+    rec = records.load_records(str(tmp_path))[0]
+    rec["params"]["gru_variant"] = "reset_after, two biases"
+    text = make_tables.render([rec], ["A", "B"])
+    rnn = text.split("### GRU on IMDB")[1].split("###")[0]
+    assert "| Framework | GRU variant |" in rnn
+    assert "| A | reset_after, two biases | 86.0% in 30 s |" in rnn
+    assert "| B |  | not run yet |" in rnn
