@@ -152,6 +152,9 @@ def render(records, rows, roofline=None, notes=None):
                 out.append("- %s: %s" % (row, notes[row]))
         if any(row in notes for row in rows):
             out.append("")
+    overhead = harness_overhead(best.values())
+    if overhead:
+        out.append(overhead + "\n")
     if hardware:
         out.append("Hardware:\n")
         for col, tag in hardware.items():
@@ -164,6 +167,24 @@ def render(records, rows, roofline=None, notes=None):
                 tag, col[2], col[3], env.get("memory_gib"), col[1].upper(), roof))
         out.append("")
     return "\n".join(out)
+
+
+def harness_overhead(recs):
+    """A sentence on the time the runner measured outside the notebooks' timed blocks."""
+    by_task = OrderedDict()
+    for task in TASK_TITLES:
+        untimed = sorted(r["harness"]["untimed_seconds"] for r in recs
+                         if r["task"] == task and "harness" in r)
+        if untimed:
+            by_task[task] = untimed
+    if not by_task:
+        return ""
+    parts = ["%s %.0f s (%.0f-%.0f s, %d notebooks)" % (
+        {"cnn": "CNN", "rnn": "RNN", "inference": "inference"}[t], v[len(v) // 2], v[0], v[-1], len(v))
+        for t, v in by_task.items()]
+    return ("Outside the timed blocks, measured by the runner around each notebook (kernel start, "
+            "imports, data loading, model building, warm-up, record): median " + ", ".join(parts)
+            + ". None of it enters the figures above.")
 
 
 def render_original(path):

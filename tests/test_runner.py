@@ -40,7 +40,12 @@ def test_failure_is_isolated_recorded_and_resumed(folder):
     nbs, out = folder
     proc = run(nbs, out)
     assert proc.returncode != 0, proc.stdout
-    assert read_json(out / "PyTorch_CNN.json")["status"] == "ok"
+    ok = read_json(out / "PyTorch_CNN.json")
+    assert ok["status"] == "ok"
+    harness = ok["harness"]  # the runner measures what lies outside the notebook's timed blocks
+    assert harness["timed_seconds"] == 1.0
+    assert harness["notebook_wall_seconds"] > 1.0, "papermill and a kernel start take time"
+    assert abs(harness["untimed_seconds"] - (harness["notebook_wall_seconds"] - 1.0)) < 0.02
     failed = read_json(out / "PyTorch_RNN.json")
     assert failed["status"] == "failed"
     assert "deliberate failure 42" in failed["error"]
