@@ -4,7 +4,7 @@ from .params import profile
 from .data import cifar_for_library, imdb_for_library, yield_mb
 from .resnet50 import (load_resnet50_weights, inference_images, photo_check_images,
                        check_photo_predictions)
-from .timing import Timer, time_runs, summarize
+from .timing import Timer, time_runs, time_passes, summarize
 from .progress import Progress
 from .envinfo import environment_info, print_environment
 from .records import start_run

@@ -35,24 +35,26 @@ SEED = 42
 #   smoke: seconds per notebook, synthetic data in the real formats, for tests only
 #   cpu:   real data, one epoch of CNN and RNN training, the full test sets, inference unchanged
 #   full:  the original protocol, for GPU machines
+# Inference times `inference_repeats` passes over the images and reports their median and spread:
+# a pass takes seconds on a GPU, minutes on a CPU.
 PROFILES = {
     "smoke": {
         "synthetic_data": True,
         "cnn_epochs": 1, "rnn_epochs": 1,
         "train_limit": 256, "test_limit": 128,
-        "inference_batches": 2,
+        "inference_batches": 2, "inference_repeats": 2,
     },
     "cpu": {
         "synthetic_data": False,
         "cnn_epochs": 1, "rnn_epochs": 1,
         "train_limit": None, "test_limit": None,
-        "inference_batches": BATCHES_GPU,
+        "inference_batches": BATCHES_GPU, "inference_repeats": 2,
     },
     "full": {
         "synthetic_data": False,
         "cnn_epochs": EPOCHS, "rnn_epochs": RNN_EPOCHS,
         "train_limit": None, "test_limit": None,
-        "inference_batches": BATCHES_GPU,
+        "inference_batches": BATCHES_GPU, "inference_repeats": 5,
     },
 }
 

@@ -2,6 +2,8 @@
 import statistics
 import time
 
+from .progress import Progress
+
 
 class Timer(object):
     """`with Timer(sync) as t: ...` then `t.seconds`.
@@ -39,12 +41,26 @@ def time_runs(fn, repeats=1, warmup=1, sync=None):
     return times
 
 
+def time_passes(run_pass, repeats, sync=None, steps=None, label="pass"):
+    """Time `repeats` calls of run_pass(progress), each with its own progress bar of `steps`
+    steps (none when steps is None); return the last call's result and summarize(seconds)."""
+    times, result = [], None
+    for i in range(repeats):
+        progress = Progress(steps, "%s %d/%d" % (label, i + 1, repeats)) if steps else None
+        with Timer(sync) as t:
+            result = run_pass(progress)
+        if progress is not None:
+            progress.done()
+        times.append(t.seconds)
+    return result, summarize(times)
+
+
 def summarize(times):
     """Median and spread of repeated measurements, for result records."""
-    times = sorted(times)
     return {
         "median": statistics.median(times),
-        "min": times[0],
-        "max": times[-1],
+        "min": min(times),
+        "max": max(times),
         "repeats": len(times),
+        "seconds": list(times),
     }

@@ -50,6 +50,23 @@ def test_timer_and_warmup():
     assert len(times) == 3 and calls.count(1) == 5 and calls.count("sync") == 6
     s = timing.summarize([3.0, 1.0, 2.0])
     assert s["median"] == 2.0 and s["min"] == 1.0 and s["max"] == 3.0
+    assert s["seconds"] == [3.0, 1.0, 2.0] and s["repeats"] == 3
+
+
+def test_time_passes_gives_each_pass_a_progress_bar(capsys):
+    seen, syncs = [], []
+
+    def run_pass(progress):
+        for _ in range(4):
+            progress.step()
+        seen.append(progress)
+        return len(seen)
+
+    result, s = timing.time_passes(run_pass, 3, sync=lambda: syncs.append(1), steps=4, label="features")
+    assert result == 3, "the last pass's result"
+    assert s["repeats"] == 3 and len(s["seconds"]) == 3 and s["min"] <= s["median"] <= s["max"]
+    assert len(syncs) == 6
+    assert "features 3/3: 4/4 batches" in capsys.readouterr().out
 
 
 def test_profiles():

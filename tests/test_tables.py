@@ -26,6 +26,9 @@ def test_tables_from_records(tmp_path):
     record(res, "Other_CNN", "Other", "cnn", status="failed")
     record(res, "PyTorch_Inference", "PyTorch", "inference",
            seconds_per_1000_images=61.25, images_per_second=16.33)
+    record(res, "MXNet_Inference", "MXNet", "inference", seconds_per_1000_images=50.0,
+           images_per_second=20.0, inference_seconds=64.0,
+           inference_passes={"median": 64.0, "min": 62.72, "max": 65.28, "repeats": 2, "seconds": [62.72, 65.28]})
     record(res, "PyTorch_RNN", "PyTorch", "rnn", profile="smoke", train_seconds=1, test_accuracy=0.5)
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
@@ -40,6 +43,7 @@ def test_tables_from_records(tmp_path):
     assert "| Other | failed |" in cnn
     assert "`cpu` (1 epoch) on H1" in cnn
     assert "61.2 s (16 img/s)" in text
+    assert "| MXNet | 50.0 s (49.0-51.0 over 2 passes; 20 img/s) |" in text
     rnn = text.split("### GRU on IMDB")[1].split("###")[0]
     assert "No results on real data yet" in rnn, "smoke records never reach a table"
     assert "H1: Test CPU 9000, 2 threads" in text
