@@ -139,12 +139,15 @@ def build(spec, name, step):
     step(f"{name}: creating virtualenv with {interpreter}")
     run([str(interpreter), "-m", "venv", str(venv)], "venv")
     py = str(venv / "bin" / "python")
-    pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    # Python 3.6's first pip reads PIP_NO_CACHE_DIR=1 as a folder name and crashes: pass the flag.
+    pip_env = dict(os.environ)
+    no_cache = pip_env.pop("PIP_NO_CACHE_DIR", None) is not None
+    pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"] + (["--no-cache-dir"] if no_cache else [])
     for group in section.get("bootstrap", []):
         step(f"{name}: bootstrap {' '.join(group)}")
-        run(pip + group, f"{name} bootstrap")
+        run(pip + group, f"{name} bootstrap", env=pip_env)
     step(f"{name}: installing {len(section['packages'])} pinned packages")
-    run(pip + section.get("pip_flags", []) + section["packages"], f"{name} packages")
+    run(pip + section.get("pip_flags", []) + section["packages"], f"{name} packages", env=pip_env)
     site = run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], "site path").strip()
     for cmd in section.get("post_install", []):
         step(f"{name}: post-install: {cmd}")
