@@ -42,7 +42,7 @@ def threads():
 
 def thread_settings():
     names = ("ROSETTA_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-             "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_WAIT_POLICY")
+             "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")
     return dict((n, os.environ[n]) for n in names if n in os.environ)
 
 

@@ -75,3 +75,14 @@ def test_setup_is_idempotent_and_fast(spec):
     assert proc.returncode == 0, proc.stdout
     assert "tools: up to date" in proc.stdout
     assert time.time() - start < 60
+
+
+def test_openblas_coretype_follows_the_cpu_flags(tmp_path, spec):
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, expected in [("fpu sse2 avx2 fma avx512f avx512bw", "SkylakeX"),
+                            ("fpu sse2 avx avx2 fma", "Haswell"), ("fpu sse2 sse4_2", "")]:
+        cpuinfo.write_text("processor\t: 0\nflags\t\t: %s\n" % flags)
+        assert envspec.openblas_coretype(str(cpuinfo)) == expected
+    assert envspec.openblas_coretype(str(tmp_path / "missing")) == ""
+    env = envspec.kernel_env(spec, "tools")
+    assert env.get("OPENBLAS_CORETYPE", "") == envspec.openblas_coretype(), "an empty value is not set"
