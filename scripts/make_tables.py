@@ -125,6 +125,10 @@ def render(records, rows, roofline=None, notes=None):
         if task in FLOPS_PER_IMAGE and any(peak_for(c, roofline) for c in task_cols):
             metric += ("; then the FLOP rate reached (%s) and its share of the machine's measured "
                        "matrix-multiply peak" % ("forward and backward" if task == "cnn" else "forward"))
+        if task == "rnn":
+            metric += ("; GRU variant: whether the reset gate acts after the recurrent matrix product "
+                       "(cuDNN, PyTorch, Keras 3) or before it (Keras 2's default), and the bias "
+                       "vectors per gate")
         out.append("Cells: %s.\n" % metric)
         variant = task == "rnn" and any(r["params"].get("gru_variant") for r in task_recs)
         header = (["Framework"] + (["GRU variant"] if variant else [])
