@@ -79,9 +79,9 @@ def cell(rec, peak=None):
         text = "%.1f s (%.0f img/s)" % (m["seconds_per_1000_images"], m["images_per_second"])
         passes = m.get("inference_passes")
         if passes and passes["repeats"] > 1:  # the median pass, and the range of all passes
-            per_1000 = 1000.0 / (m["images_per_second"] * m["inference_seconds"])
+            scale = m["seconds_per_1000_images"] / passes["median"]  # a pass's seconds -> per 1,000 images
             text = "%.1f s (%.1f-%.1f over %d passes; %.0f img/s)" % (
-                m["seconds_per_1000_images"], passes["min"] * per_1000, passes["max"] * per_1000,
+                m["seconds_per_1000_images"], passes["min"] * scale, passes["max"] * scale,
                 passes["repeats"], m["images_per_second"])
     else:
         text = "%.1f%% in %.0f s" % (100 * m["test_accuracy"], m["train_seconds"])
@@ -189,7 +189,7 @@ def harness_overhead(recs):
             by_task[task] = untimed
     if not by_task:
         return ""
-    parts = ["%s %.0f s (%.0f-%.0f s, %d notebooks)" % (
+    parts = ["%s %.0f s (%.0f-%.0f s, %d notebook(s))" % (
         {"cnn": "CNN", "rnn": "RNN", "inference": "inference"}[t], v[len(v) // 2], v[0], v[-1], len(v))
         for t, v in by_task.items()]
     return ("Outside the timed blocks, measured by the runner around each notebook (kernel start, "

@@ -79,7 +79,7 @@ def test_rnn_table_names_each_gru_variant(tmp_path):
     rec["params"]["gru_variant"] = "reset_after, two biases"
     rec["harness"] = {"notebook_wall_seconds": 42.0, "timed_seconds": 30.0, "untimed_seconds": 12.0}
     text = make_tables.render([rec], ["A", "B"])
-    assert "Outside the timed blocks" in text and "RNN 12 s (12-12 s, 1 notebooks)" in text
+    assert "Outside the timed blocks" in text and "RNN 12 s (12-12 s, 1 notebook(s))" in text
     rnn = text.split("### GRU on IMDB")[1].split("###")[0]
     assert "| Framework | GRU variant |" in rnn
     assert "| A | reset_after, two biases | 86.0% in 30 s |" in rnn
