@@ -109,12 +109,17 @@ def framework_versions(recs):
     return ", ".join(out)
 
 
+def hardware_tags(best):
+    """H1, H2, ... for the columns' machines (kind, CPU or GPU name, threads), in a stable order."""
+    cols = sorted({k[2] for k in best}, key=lambda c: (c[1], c[2], c[3] or 0))
+    return OrderedDict((c, "H%d" % (i + 1)) for i, c in enumerate(cols))
+
+
 def render(records, rows, roofline=None, notes=None):
     roofline, notes = roofline or {}, notes or {}
     best, failed = latest(records)
     cols = sorted({k[2] for k in best})
-    hardware = OrderedDict((c, "H%d" % (i + 1)) for i, c in enumerate(
-        sorted({c for c in cols}, key=lambda c: (c[1], c[2], c[3] or 0))))
+    hardware = hardware_tags(best)
     out = []
     for task, title in TASK_TITLES.items():
         task_recs = [r for k, r in best.items() if k[0] == task]
@@ -197,6 +202,76 @@ def harness_overhead(recs):
             + ". None of it enters the figures above.")
 
 
+FIDELITY_START, FIDELITY_END = "<!-- fidelity:start -->", "<!-- fidelity:end -->"
+FIDELITY_TASKS = OrderedDict([("cnn", "CNN"), ("rnn", "GRU"), ("inference", "ResNet-50")])
+FIDELITY_CHECKS = ("outputs", "after one step", "loss after the step", "features")
+
+
+def variant_text(variant):
+    """The GRU variant and Adam convention a notebook was checked against, in words."""
+    if "gru" not in variant:
+        return ""
+    text = "%s, %d bias vector%s" % (variant["gru"].replace("_", " "), variant["bias_vectors"],
+                                      "" if variant["bias_vectors"] == 1 else "s")
+    text += "; Adam eps on %s" % ("v-hat" if variant["adam_epsilon"] == "v_hat" else "v")
+    if variant.get("adam_iteration", 1) != 1:
+        text += ", first step counted as %d" % variant["adam_iteration"]
+    return text
+
+
+def fidelity_cell(e):
+    if e is None:
+        return "not checked"
+    if not e["passed"]:
+        return "**FAILED**: " + (e.get("error") or ", ".join(
+            "%s %.1e > %.0e" % (k, e["max_abs_diff"][k], e["tolerance"][k]) for k in FIDELITY_CHECKS
+            if k in e["max_abs_diff"] and not e["max_abs_diff"][k] <= e["tolerance"][k]) or "parameters %s, expected %s" % (e.get("parameters"), e.get("expected_parameters")))
+    d = e["max_abs_diff"]
+    if e["task"] == "inference":
+        return "pass: %.1e" % d["features"]
+    return "pass: %.1e / %.1e / %.1e" % (d["outputs"], d["after one step"], d["loss after the step"])
+
+
+def render_fidelity(path, rows):
+    """The README's fidelity table from results/fidelity.json (written by scripts/fidelity.py)."""
+    if not path.exists():
+        return "No fidelity results yet: run `make fidelity`.\n"
+    entries = json.loads(path.read_text())["notebooks"]
+    by = dict(((e["framework"], e["task"]), e) for e in entries)
+    tol = next((e["tolerance"] for e in entries if e["task"] == "cnn" and e.get("tolerance")), {})
+    ftol = next((e["tolerance"] for e in entries if e["task"] == "inference" and e.get("tolerance")), {})
+    out = ["Largest absolute difference from the NumPy float64 reference (`common/fidelity.py`): for "
+           "the CNN and the GRU, the outputs on a fixed batch of real test data / the outputs after one "
+           "optimizer step from the shared weights / the loss after that step; for ResNet-50, the 2048 "
+           "features of the two photographs. Tolerances: %s; features %s. Checked %s.\n" % (
+               " / ".join("%.0e" % tol[k] for k in ("outputs", "after one step", "loss after the step") if k in tol),
+               "%.0e" % ftol["features"] if "features" in ftol else "-",
+               json.loads(path.read_text())["generated_at"][:10]),
+           "| Framework | CNN | GRU | GRU variant checked | ResNet-50 |", "|---|---|---|---|---|"]
+    for row in rows:
+        rnn = by.get((row, "rnn"))
+        out.append("| %s | %s | %s | %s | %s |" % (
+            row, fidelity_cell(by.get((row, "cnn"))), fidelity_cell(rnn),
+            variant_text(rnn.get("variant", {})) if rnn else "", fidelity_cell(by.get((row, "inference")))))
+    largest = []
+    for task, name in FIDELITY_TASKS.items():
+        passed = [e for e in entries if e["task"] == task and e["passed"]]
+        if passed:
+            key = "features" if task == "inference" else "outputs"
+            worst = max(passed, key=lambda e: e["max_abs_diff"][key])
+            largest.append("%s %.1e (%s)" % (name, worst["max_abs_diff"][key], worst["framework"]))
+    if largest:
+        out.append("\nLargest output difference among passing notebooks: " + ", ".join(largest) + ".")
+    return "\n".join(out) + "\n"
+
+
+def replace_between(text, start, end, body, name):
+    if start not in text or end not in text:
+        sys.exit(f"{name}: markers {start} and {end} not found")
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+
+
 def render_original(path):
     with open(path) as f:
         rows = list(csv.DictReader(f))
@@ -213,13 +288,15 @@ def plot(records, out_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     best, _ = latest(records)
+    hardware = hardware_tags(best)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for task, title in TASK_TITLES.items():
-        recs = sorted((r for k, r in best.items() if k[0] == task), key=lambda r: r["framework"])
+        recs = sorted((r for k, r in best.items() if k[0] == task),
+                      key=lambda r: (r["framework"].lower(), hardware[column_key(r)]))
         if not recs:
             continue
-        labels = ["%s (%s)" % (r["framework"], r["profile"]) for r in recs]
+        labels = ["%s (%s, %s)" % (r["framework"], r["profile"], hardware[column_key(r)]) for r in recs]
         key = "seconds_per_1000_images" if task == "inference" else "train_seconds"
         values = [r["metrics"][key] for r in recs]
         fig, ax = plt.subplots(figsize=(7, 0.45 * len(recs) + 1.2))
@@ -258,10 +335,9 @@ def main(argv=None):
     body += "\n" + render_original(results / "original_2018.csv")
     readme = Path(args.readme)
     text = readme.read_text()
-    if START not in text or END not in text:
-        sys.exit(f"{readme}: markers {START} and {END} not found")
-    head, rest = text.split(START, 1)
-    new = head + START + "\n" + body + "\n" + END + rest.split(END, 1)[1]
+    new = replace_between(text, START, END, body, readme)
+    new = replace_between(new, FIDELITY_START, FIDELITY_END,
+                          render_fidelity(results / "fidelity.json", readme_rows(spec, records)), readme)
     if args.check:
         if new != text:
             sys.exit(f"{readme} is stale: run scripts/make_tables.py")

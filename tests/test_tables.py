@@ -31,7 +31,8 @@ def test_tables_from_records(tmp_path):
            inference_passes={"median": 64.0, "min": 62.72, "max": 65.28, "repeats": 2, "seconds": [62.72, 65.28]})
     record(res, "PyTorch_RNN", "PyTorch", "rnn", profile="smoke", train_seconds=1, test_accuracy=0.5)
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\n"
+                      "<!-- fidelity:start -->\n<!-- fidelity:end -->\noutro\n")
 
     proc = run_script("make_tables.py", "--results", res, "--readme", readme)
     assert proc.returncode == 0, proc.stdout
@@ -84,3 +85,25 @@ def test_rnn_table_names_each_gru_variant(tmp_path):
     assert "| Framework | GRU variant |" in rnn
     assert "| A | reset_after, two biases | 86.0% in 30 s |" in rnn
     assert "| B |  | not run yet |" in rnn
+
+
+def test_fidelity_table(tmp_path):
+    tol = {"outputs": 1e-4, "after one step": 1e-3, "loss after the step": 1e-4}
+    entries = [
+        {"notebook": "PyTorch_RNN", "framework": "PyTorch", "task": "rnn", "passed": True,
+         "max_abs_diff": {"outputs": 2e-7, "after one step": 3e-6, "loss after the step": 4e-8}, "tolerance": tol,
+         "variant": {"gru": "reset_after", "bias_vectors": 2, "adam_epsilon": "v_hat", "adam_iteration": 1}},
+        {"notebook": "Other_CNN", "framework": "Other", "task": "cnn", "passed": False,
+         "max_abs_diff": {"outputs": 0.5, "after one step": 0.6, "loss after the step": 0.1}, "tolerance": tol},
+        {"notebook": "Other_Inference", "framework": "Other", "task": "inference", "passed": False,
+         "error": "the notebook has no fidelity section"},
+    ]
+    path = tmp_path / "fidelity.json"
+    records.write_json_atomic(str(path), {"schema": 1, "generated_at": "2026-12-02T01:00:00+00:00",
+                                          "notebooks": entries})
+    text = make_tables.render_fidelity(path, ["Other", "PyTorch", "Quiet"])
+    assert "| PyTorch | not checked | pass: 2.0e-07 / 3.0e-06 / 4.0e-08 | reset after, 2 bias vectors; Adam eps on v-hat | not checked |" in text
+    assert "| Other | **FAILED**: outputs 5.0e-01 > 1e-04, after one step 6.0e-01 > 1e-03" in text
+    assert "**FAILED**: the notebook has no fidelity section |" in text
+    assert "| Quiet | not checked | not checked |  | not checked |" in text
+    assert "GRU 2.0e-07 (PyTorch)" in text
