@@ -5,7 +5,7 @@ TOOLS = $(shell $(PY) scripts/envspec.py python tools)
 ENVS ?=
 RUN_ARGS ?=
 
-.PHONY: setup data cpu full smoke tables test
+.PHONY: setup data cpu full smoke fidelity tables test
 setup:
 	$(PY) scripts/setup_env.py $(ENVS)
 
@@ -19,6 +19,11 @@ cpu full: data
 
 smoke: setup
 	$(TOOLS) scripts/run_matrix.py --profile smoke --out $${TMPDIR:-/tmp}/rosetta-smoke --force $(RUN_ARGS)
+
+# every notebook's Fidelity section (smoke profile): results/fidelity.json, then the README tables
+fidelity: data
+	$(TOOLS) scripts/fidelity.py $(RUN_ARGS); status=$$?; \
+	$(MAKE) --no-print-directory tables && exit $$status
 
 # README tables, plots and the side-by-side pages, from the records in results/
 tables:

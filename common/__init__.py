@@ -8,3 +8,4 @@ from .timing import Timer, time_runs, time_passes, summarize
 from .progress import Progress
 from .envinfo import environment_info, print_environment
 from .records import start_run
+from . import fidelity  # noqa: F401  (each notebook's Fidelity section)

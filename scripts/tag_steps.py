@@ -26,6 +26,7 @@ _TRAINING = [
     ("Loss and optimizer", "loss-optimizer", "The loss (softmax inside it) and the optimizer."),
     ("Train", "train", "The timed training loop over mini-batches."),
     ("Evaluate", "evaluate", "A timed, gradient-free pass over the test set, with dropout off."),
+    ("Fidelity", "fidelity", "The shared weights loaded; outputs and one optimizer step checked against the NumPy reference."),
     ("Record", "record", "The result record: metrics, parameters, versions, device."),
 ]
 STEPS = {
@@ -39,6 +40,7 @@ STEPS = {
          "Two real photographs classified, to prove the weights were loaded right."),
         ("Feature extraction", "extract-features",
          "The timed pass: 2048 pooled features per image, and back to NumPy."),
+        ("Fidelity", "fidelity", "The 2048 features of the two photographs checked against the NumPy reference."),
         ("Record", "record", "The result record: metrics, parameters, versions, device."),
     ],
 }

@@ -9,9 +9,10 @@ from conftest import ROOT, read_json, run_script
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SECTIONS = {
-    "cnn": ["Parameters", "Set-up", "Data", "Model", "Loss and optimizer", "Train", "Evaluate", "Record"],
+    "cnn": ["Parameters", "Set-up", "Data", "Model", "Loss and optimizer", "Train", "Evaluate", "Fidelity",
+            "Record"],
     "inference": ["Parameters", "Set-up", "Data", "Model", "Check on real photographs",
-                  "Feature extraction", "Record"],
+                  "Feature extraction", "Fidelity", "Record"],
 }
 SECTIONS["rnn"] = SECTIONS["cnn"]
 TASK = {"CNN": "cnn", "RNN": "rnn", "Inference": "inference"}
@@ -77,3 +78,23 @@ def test_notebook_smoke(nb, smoke_run, spec):
         assert 0.0 <= m["test_accuracy"] <= 1.0 and m["train_seconds"] > 0
         if record["task"] == "cnn":
             assert m["parameters"] == 3441592
+    if record["task"] == "inference":
+        passes = m["inference_passes"]
+        assert passes["repeats"] == len(passes["seconds"]) >= 2, "inference reports every timed pass"
+    fid = record.get("fidelity")
+    assert fid, "the notebook has a Fidelity section whose verdict reaches the record"
+    failed = [c for c in fid["checks"] if not c["passed"]]
+    assert fid["passed"], "fidelity failed: %s; not run: %s" % (failed, fid["missing"])
+    assert record["data_source"].get("fidelity_cifar10" if record["task"] == "cnn" else "fidelity_imdb"
+                                      if record["task"] == "rnn" else "photo_check"), "the fixed batch is real data"
+
+
+def test_fidelity_command_collects_every_notebook(smoke_run, tmp_path):
+    """scripts/fidelity.py over the smoke run's records: one passing entry per notebook."""
+    out, _ = smoke_run
+    proc = run_script("fidelity.py", "--from", out, "--out", tmp_path / "fidelity.json")
+    print(proc.stdout[-3000:])
+    entries = read_json(tmp_path / "fidelity.json")["notebooks"]
+    assert sorted(e["notebook"] for e in entries) == sorted(p.stem for p in NOTEBOOKS)
+    assert proc.returncode == 0, "a notebook failed its fidelity check"
+    assert all(e["passed"] and e["max_abs_diff"] for e in entries)

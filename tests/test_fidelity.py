@@ -1,0 +1,127 @@
+"""The fidelity reference: its gradients against finite differences, its variants, its verdicts."""
+import numpy as np
+import pytest
+
+from common import fidelity
+from common.params import CNN_PARAMETERS, NUMHIDDEN
+
+
+def _loss(forward, weights, x, y, **kw):
+    return fidelity.cross_entropy(forward(weights, x, **kw), y)
+
+
+def _check_gradients(forward, weights, x, y, names, rng, **kw):
+    """Central differences on a few coordinates of each named weight, in float64."""
+    weights = dict((k, v.astype(np.float64)) for k, v in weights.items())
+    _, grads = forward(weights, x, y, **kw)
+    for name in names:
+        flat = weights[name].reshape(-1)
+        for i in rng.choice(flat.size, 3, replace=False):
+            if name == "embedding":  # only the rows of ids in the batch have gradients
+                row = x.reshape(-1)[rng.randint(x.size)]
+                i = row * weights[name].shape[1] + rng.randint(weights[name].shape[1])
+            old = flat[i]
+            flat[i] = old + 1e-5
+            up = _loss(forward, weights, x, y, **kw)
+            flat[i] = old - 1e-5
+            down = _loss(forward, weights, x, y, **kw)
+            flat[i] = old
+            numeric = (up - down) / 2e-5
+            assert abs(grads[name].reshape(-1)[i] - numeric) <= 1e-6 + 1e-4 * abs(numeric), (name, i)
+
+
+def test_cnn_gradients_match_finite_differences():
+    rng = np.random.RandomState(0)
+    x = rng.uniform(0, 1, size=(2, 3, 32, 32))
+    y = np.array([3, 7])
+    _check_gradients(fidelity.cnn_forward, fidelity.cnn_weights(), x, y,
+                     ["conv1/kernel", "conv1/bias", "conv4/kernel", "dense1/kernel", "dense2/bias"], rng)
+
+
+@pytest.mark.parametrize("gru", ["reset_after", "reset_before"])
+def test_gru_gradients_match_finite_differences(gru):
+    rng = np.random.RandomState(1)
+    x = rng.randint(0, 50, size=(2, 6))
+    y = np.array([0, 1])
+    _check_gradients(fidelity.rnn_forward, fidelity.rnn_weights(gru=gru), x, y,
+                     ["embedding", "gru/input_kernel", "gru/recurrent_kernel", "gru/input_bias",
+                      "gru/recurrent_bias", "dense/kernel"], rng, gru=gru)
+
+
+def test_gru_variants_differ_and_parameter_counts():
+    x = np.random.RandomState(2).randint(0, 50, size=(2, 6))
+    after = fidelity.rnn_forward(fidelity.rnn_weights(gru="reset_after"), x, gru="reset_after")
+    before = fidelity.rnn_forward(fidelity.rnn_weights(gru="reset_after"), x, gru="reset_before")
+    assert np.max(np.abs(after - before)) > 1e-4
+    assert fidelity.rnn_parameters(2) == 3818302 and fidelity.rnn_parameters(1) == 3818002
+    assert sum(v.size for v in fidelity.cnn_weights().values()) == CNN_PARAMETERS
+    one = fidelity.rnn_weights(gru="reset_after", bias_vectors=1)
+    assert not one["gru/recurrent_bias"][2 * NUMHIDDEN:].any()
+    with pytest.raises(ValueError):
+        fidelity.rnn_weights(gru="reset_sideways")
+
+
+def test_weights_are_seeded_and_biases_nonzero():
+    a, b = fidelity.cnn_weights(), fidelity.cnn_weights()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert all(a[k].dtype == np.float32 for k in a)
+    assert all(np.abs(a[k]).min() > 0 for k in a if k.endswith("/bias"))
+
+
+def test_adam_epsilon_conventions_and_iteration():
+    w = {"p": np.array([1.0, 1.0, 1.0])}
+    g = {"p": np.array([1e-1, 1e-8, 0.0])}
+    hat = fidelity.adam_step(w, g)["p"]
+    raw = fidelity.adam_step(w, g, epsilon="v")["p"]
+    assert abs((1.0 - hat[0]) - 1e-3) < 1e-9  # a first Adam step is lr * sign(g) for large g
+    assert hat[2] == raw[2] == 1.0
+    assert abs(hat[1] - raw[1]) > 1e-5  # eps matters when |g| is near it
+    second = fidelity.adam_step(w, g, iteration=2)["p"]
+    ratio = (1 - second[0]) / (1 - hat[0])
+    assert abs(ratio - np.sqrt(1 - 0.999 ** 2) / (1 - 0.9 ** 2) / (np.sqrt(0.001) / 0.1)) < 1e-6
+
+
+def test_resnet_reference_conv_matches_direct_sum():
+    rng = np.random.RandomState(3)
+    x = rng.normal(size=(1, 7, 7, 2))
+    k = rng.normal(size=(3, 3, 2, 4))
+    out = fidelity._conv_nhwc(x, k, np.zeros(4), stride=2, pad=1)
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    direct = np.array([[[(xp[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3, :, None] * k).sum(axis=(0, 1, 2))
+                         for j in range(4)] for i in range(4)]])
+    assert np.allclose(out, direct)
+
+
+class _FakeCheck(fidelity.Check):
+    """A Check on the CNN's reference without the real data: the batch is random."""
+
+    def __init__(self):
+        rng = np.random.RandomState(4)
+        self.task, self.variant, self.rows, self.parameters = "cnn", {}, [], None
+        self.weights = fidelity.cnn_weights()
+        self.x, self.y = rng.uniform(0, 1, size=(4, 3, 32, 32)).astype(np.float32), np.array([0, 1, 2, 3])
+        self.expected_parameters = CNN_PARAMETERS
+        self._logits, grads = fidelity.cnn_forward(self.weights, self.x, self.y)
+        self._after = fidelity.cnn_forward(fidelity.sgd_step(self.weights, grads), self.x)
+        self.batch_sha256 = "test"
+
+
+def test_check_passes_the_reference_and_fails_a_wrong_model():
+    check = _FakeCheck()
+    check.check_parameters(CNN_PARAMETERS)
+    check.check_outputs(check._logits.astype(np.float32))
+    check.check_step(check._after.astype(np.float32))
+    assert check.result()["passed"]
+
+    wrong = _FakeCheck()  # dense1 loaded without the channels-first flatten order
+    w = dict(wrong.weights)
+    w["dense1/kernel"] = w["dense1/kernel"].reshape(100, 8, 8, 512).transpose(1, 2, 0, 3).reshape(6400, 512)
+    wrong.check_parameters(CNN_PARAMETERS)
+    wrong.check_outputs(fidelity.cnn_forward(w, wrong.x))
+    assert not wrong.result()["passed"]
+
+    partial = _FakeCheck()
+    partial.check_parameters(CNN_PARAMETERS)
+    partial.check_outputs(partial._logits)
+    result = partial.result()
+    assert not result["passed"] and "after one step" in result["missing"]
