@@ -125,3 +125,14 @@ def test_check_passes_the_reference_and_fails_a_wrong_model():
     partial.check_outputs(partial._logits)
     result = partial.result()
     assert not result["passed"] and "after one step" in result["missing"]
+
+
+def test_one_bias_vector_is_the_same_function_but_steps_one_vector():
+    x, y = np.random.RandomState(5).randint(0, 50, size=(2, 6)), np.array([1, 0])
+    for gru in ("reset_after", "reset_before"):
+        w = fidelity.rnn_weights(gru=gru, bias_vectors=1)
+        folded = fidelity.fold_biases(w)
+        logits, grads = fidelity.rnn_forward(w, x, y, gru=gru)
+        assert np.allclose(logits, fidelity.rnn_forward(folded, x, gru=gru))
+        # two vectors get the same gradient for the foldable parts: a step moves their sum twice as far
+        assert np.allclose(grads["gru/input_bias"][:200], grads["gru/recurrent_bias"][:200])
