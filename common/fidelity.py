@@ -43,7 +43,8 @@ TOLERANCES = {
 CNN_CONVS = (("conv1", 3, 50), ("conv2", 50, 50), ("conv3", 50, 100), ("conv4", 100, 100))
 CNN_DENSES = (("dense1", 100 * 8 * 8, 512), ("dense2", 512, N_CLASSES))
 GRU_GATES = ("r", "z", "n")
-RNN_VARIANT_DEFAULTS = {"gru": "reset_after", "bias_vectors": 2, "adam_epsilon": "v_hat", "adam_iteration": 1}
+RNN_VARIANT_DEFAULTS = {"gru": "reset_after", "bias_vectors": 2, "adam_epsilon": "v_hat", "adam_iteration": 1,
+                        "adam_gradient": "mean"}
 
 
 # ---------------------------------------------------------------- shared weights
@@ -378,7 +379,8 @@ def adam_step(weights, grads, lr=RNN_LR, beta_1=BETA_1, beta_2=BETA_2, eps=EPS, 
     """The first Adam step from zero moments. epsilon="v_hat" adds eps to the bias-corrected root
     (PyTorch, Chainer, Optax); "v" adds it before the correction (Keras, TensorFlow, MXNet, CNTK).
     `iteration` is the step count Adam's bias correction uses (1, or 2 where a framework counts
-    the step before the update, as Caffe2 does)."""
+    the step before the update, as Caffe2 does). A framework whose Adam gets the batch's summed
+    gradient (CNTK's learners) is Check's adam_gradient="sum": epsilon then weighs 1/batch as much."""
     if epsilon not in ("v_hat", "v"):
         raise ValueError("epsilon must be 'v_hat' or 'v', not %r" % (epsilon,))
     new = collections.OrderedDict()
@@ -407,9 +409,9 @@ class Check(object):
     """The fidelity check of one notebook.
 
     Check("cnn", channel_first=True): .weights (neutral layout), .x (16 CIFAR-10 test images,
-    NCHW or NHWC), .y. Check("rnn", gru=..., bias_vectors=..., adam_epsilon=..., adam_iteration=...):
-    the variant this framework implements (defaults: reset_after, 2, "v_hat", 1); .x (8 reviews),
-    .y. Check("inference", channel_first=True): .weights (common.resnet50's), .x (the two photos).
+    NCHW or NHWC), .y. Check("rnn", gru=..., bias_vectors=..., adam_epsilon=..., adam_iteration=...,
+    adam_gradient=...): the variant this framework implements (defaults: reset_after, 2, "v_hat",
+    1, "mean"); .x (8 reviews), .y. Check("inference", channel_first=True): .weights (common.resnet50's), .x (the two photos).
     """
 
     def __init__(self, task, channel_first=True, **variant):
@@ -441,6 +443,10 @@ class Check(object):
             self._logits, grads = rnn_forward(reference, self.x, self.y, gru)
             if vectors == 1:  # one trained bias vector: the recurrent one is not a parameter
                 grads["gru/recurrent_bias"][:] = 0.0
+            if self.variant["adam_gradient"] not in ("mean", "sum"):
+                raise ValueError("adam_gradient must be 'mean' or 'sum', not %r" % (self.variant["adam_gradient"],))
+            if self.variant["adam_gradient"] == "sum":  # Adam's ratio is scale-free; only epsilon sees the sum
+                grads = dict((k, g * len(self.x)) for k, g in grads.items())
             stepped = adam_step(reference, grads, iteration=self.variant["adam_iteration"],
                                 epsilon=self.variant["adam_epsilon"])
             self._after = rnn_forward(stepped, self.x, gru=gru)
