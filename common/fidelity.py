@@ -43,6 +43,7 @@ TOLERANCES = {
 CNN_CONVS = (("conv1", 3, 50), ("conv2", 50, 50), ("conv3", 50, 100), ("conv4", 100, 100))
 CNN_DENSES = (("dense1", 100 * 8 * 8, 512), ("dense2", 512, N_CLASSES))
 GRU_GATES = ("r", "z", "n")
+CNN_VARIANT_DEFAULTS = {"pool_gradient": "first"}
 RNN_VARIANT_DEFAULTS = {"gru": "reset_after", "bias_vectors": 2, "adam_epsilon": "v_hat", "adam_iteration": 1,
                         "adam_gradient": "mean"}
 
@@ -190,13 +191,19 @@ def _pool2(x):
     n, c, h, w = x.shape
     windows = x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
     arg = windows.argmax(axis=-1)
-    return np.take_along_axis(windows, arg[..., None], axis=-1)[..., 0], arg
+    out = np.take_along_axis(windows, arg[..., None], axis=-1)[..., 0]
+    return out, (arg, windows == out[..., None])
 
 
-def _pool2_backward(dout, arg):
+def _pool2_backward(dout, arg, ties=None):
+    """The max pool's gradient to the first maximum of each window (`arg`), or, given the windows'
+    tie mask `ties`, to every maximum (Caffe2's and Theano's CPU max-pool gradients)."""
     n, c, h2, w2 = dout.shape
-    dwin = np.zeros((n, c, h2, w2, 4))
-    np.put_along_axis(dwin, arg[..., None], dout[..., None], axis=-1)
+    if ties is None:
+        dwin = np.zeros((n, c, h2, w2, 4))
+        np.put_along_axis(dwin, arg[..., None], dout[..., None], axis=-1)
+    else:
+        dwin = ties * dout[..., None]
     return dwin.reshape(n, c, h2, w2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, 2 * h2, 2 * w2)
 
 
@@ -213,8 +220,11 @@ def cross_entropy(logits, y):
     return float(-logp[np.arange(len(y)), y].mean())
 
 
-def cnn_forward(weights, x, y=None):
-    """Logits of the CNN (dropout off) for NCHW x; with labels y also the loss's gradients."""
+def cnn_forward(weights, x, y=None, pool_gradient="first"):
+    """Logits of the CNN (dropout off) for NCHW x; with labels y also the loss's gradients, the max
+    pools' going to the first maximum of a window or, with pool_gradient="all", to every tied one."""
+    if pool_gradient not in ("first", "all"):
+        raise ValueError("pool_gradient must be 'first' or 'all', not %r" % (pool_gradient,))
     w = dict((k, v.astype(np.float64)) for k, v in weights.items())
     a = x.astype(np.float64)
     tape = []
@@ -242,7 +252,8 @@ def cnn_forward(weights, x, y=None):
     for name, x_shape, cols, arg, z in reversed(tape):
         dz = da * (z > 0)
         if arg is not None:
-            dz = _pool2_backward(dz, arg)
+            first, ties = arg
+            dz = _pool2_backward(dz, first, ties if pool_gradient == "all" else None)
         da, grads[name + "/kernel"], grads[name + "/bias"] = _conv_same_backward(dz, x_shape, w[name + "/kernel"], cols)
     return logits, grads
 
@@ -377,7 +388,7 @@ def sgd_step(weights, grads, lr=LR):
 
 def adam_step(weights, grads, lr=RNN_LR, beta_1=BETA_1, beta_2=BETA_2, eps=EPS, iteration=1, epsilon="v_hat"):
     """The first Adam step from zero moments. epsilon="v_hat" adds eps to the bias-corrected root
-    (PyTorch, Chainer, Optax); "v" adds it before the correction (Keras, TensorFlow, MXNet, CNTK).
+    (PyTorch, Optax); "v" adds it before the correction (Keras, Chainer, CNTK, Caffe2).
     `iteration` is the step count Adam's bias correction uses (1, or 2 where a framework counts
     the step before the update, as Caffe2 does). A framework whose Adam gets the batch's summed
     gradient (CNTK's learners) is Check's adam_gradient="sum": epsilon then weighs 1/batch as much."""
@@ -408,8 +419,9 @@ def _sha(*arrays):
 class Check(object):
     """The fidelity check of one notebook.
 
-    Check("cnn", channel_first=True): .weights (neutral layout), .x (16 CIFAR-10 test images,
-    NCHW or NHWC), .y. Check("rnn", gru=..., bias_vectors=..., adam_epsilon=..., adam_iteration=...,
+    Check("cnn", channel_first=True, pool_gradient="first"): .weights (neutral layout), .x (16
+    CIFAR-10 test images, NCHW or NHWC), .y; pool_gradient="all" where the max pool's gradient goes
+    to every tied maximum (real images have flat regions: this batch has 99 tied windows). Check("rnn", gru=..., bias_vectors=..., adam_epsilon=..., adam_iteration=...,
     adam_gradient=...): the variant this framework implements (defaults: reset_after, 2, "v_hat",
     1, "mean"); .x (8 reviews), .y. Check("inference", channel_first=True): .weights (common.resnet50's), .x (the two photos).
     """
@@ -422,19 +434,15 @@ class Check(object):
         self.rows = []
         self.parameters = None
         if task == "cnn":
-            self._no_variant(variant)
+            self.variant = self._variant(variant, CNN_VARIANT_DEFAULTS)
             self.weights = cnn_weights()
             self.x, self.y = cnn_batch(channel_first=channel_first)
-            self._x_nchw = self.x if channel_first else self.x.transpose(0, 3, 1, 2)
+            x_nchw = self.x if channel_first else self.x.transpose(0, 3, 1, 2)
             self.expected_parameters = CNN_PARAMETERS
-            self._logits, grads = cnn_forward(self.weights, self._x_nchw, self.y)
-            self._after = cnn_forward(sgd_step(self.weights, grads), self._x_nchw)
-            self.variant = {"optimizer": "SGD lr %g (momentum %g: no effect on a first step)" % (LR, MOMENTUM)}
+            self._logits, grads = cnn_forward(self.weights, x_nchw, self.y, self.variant["pool_gradient"])
+            self._after = cnn_forward(sgd_step(self.weights, grads), x_nchw)
         elif task == "rnn":
-            unknown = set(variant) - set(RNN_VARIANT_DEFAULTS)
-            if unknown:
-                raise ValueError("unknown rnn variant keys %s; known: %s" % (sorted(unknown), sorted(RNN_VARIANT_DEFAULTS)))
-            self.variant = dict(RNN_VARIANT_DEFAULTS, **variant)
+            self.variant = self._variant(variant, RNN_VARIANT_DEFAULTS)
             gru, vectors = self.variant["gru"], self.variant["bias_vectors"]
             self.weights = rnn_weights(gru=gru, bias_vectors=vectors)
             self.x, self.y = rnn_batch()
@@ -458,6 +466,12 @@ class Check(object):
             self.expected_parameters = resnet50.PARAMETERS
             self._logits = resnet50_features(self.weights, self.x if channel_first else self.x.transpose(0, 3, 1, 2))
         self.batch_sha256 = _sha(self.x) if self.y is None else _sha(self.x, self.y)
+
+    def _variant(self, variant, defaults):
+        unknown = set(variant) - set(defaults)
+        if unknown:
+            raise ValueError("unknown %s variant keys %s; known: %s" % (self.task, sorted(unknown), sorted(defaults)))
+        return dict(defaults, **variant)
 
     @staticmethod
     def _no_variant(variant):

@@ -231,7 +231,8 @@ def fidelity_cell(e):
     d = e["max_abs_diff"]
     if e["task"] == "inference":
         return "pass: %.1e" % d["features"]
-    return "pass: %.1e / %.1e / %.1e" % (d["outputs"], d["after one step"], d["loss after the step"])
+    ties = " (max pool's gradient to every tie)" if e.get("variant", {}).get("pool_gradient") == "all" else ""
+    return "pass: %.1e / %.1e / %.1e%s" % (d["outputs"], d["after one step"], d["loss after the step"], ties)
 
 
 def render_fidelity(path, rows):

@@ -136,3 +136,15 @@ def test_one_bias_vector_is_the_same_function_but_steps_one_vector():
         assert np.allclose(logits, fidelity.rnn_forward(folded, x, gru=gru))
         # two vectors get the same gradient for the foldable parts: a step moves their sum twice as far
         assert np.allclose(grads["gru/input_bias"][:200], grads["gru/recurrent_bias"][:200])
+
+
+def test_pool_gradient_to_every_tie():
+    x = np.full((1, 3, 32, 32), 0.5)  # a flat image: every window of the first pool is tied
+    y = np.array([2])
+    w = fidelity.cnn_weights()
+    _, first = fidelity.cnn_forward(w, x, y)
+    _, every = fidelity.cnn_forward(w, x, y, pool_gradient="all")
+    assert np.allclose(first["dense2/kernel"], every["dense2/kernel"])  # after the pools: the same
+    assert not np.allclose(first["conv1/kernel"], every["conv1/kernel"])
+    with pytest.raises(ValueError):
+        fidelity.cnn_forward(w, x, y, pool_gradient="some")
