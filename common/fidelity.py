@@ -45,7 +45,7 @@ CNN_DENSES = (("dense1", 100 * 8 * 8, 512), ("dense2", 512, N_CLASSES))
 GRU_GATES = ("r", "z", "n")
 CNN_VARIANT_DEFAULTS = {"pool_gradient": "first"}
 RNN_VARIANT_DEFAULTS = {"gru": "reset_after", "bias_vectors": 2, "adam_epsilon": "v_hat", "adam_iteration": 1,
-                        "adam_gradient": "mean"}
+                        "adam_gradient": "mean", "adam_embedding": "dense"}
 
 
 # ---------------------------------------------------------------- shared weights
@@ -326,9 +326,10 @@ def rnn_forward(weights, x, y=None, gru="reset_after"):
         dbi += dxi.sum(axis=0)
         demb[:, t] = dxi.dot(wi.T)
         dh = dh_prev
-    dembedding = np.zeros(weights["embedding"].shape)
+    dembedding, squares = np.zeros(weights["embedding"].shape), np.zeros(weights["embedding"].shape)
     np.add.at(dembedding, x, demb)
-    grads.update({"embedding": dembedding, "gru/input_kernel": dwi, "gru/recurrent_kernel": dwh,
+    np.add.at(squares, x, demb * demb)  # per occurrence: for adam_step's `squares` (Keras 3 on TensorFlow)
+    grads.update({"embedding": dembedding, "embedding/occurrence_squares": squares, "gru/input_kernel": dwi, "gru/recurrent_kernel": dwh,
                   "gru/input_bias": dbi, "gru/recurrent_bias": dbh})
     return logits, grads
 
@@ -386,18 +387,21 @@ def sgd_step(weights, grads, lr=LR):
     return collections.OrderedDict((k, v.astype(np.float64) - lr * grads[k]) for k, v in weights.items())
 
 
-def adam_step(weights, grads, lr=RNN_LR, beta_1=BETA_1, beta_2=BETA_2, eps=EPS, iteration=1, epsilon="v_hat"):
+def adam_step(weights, grads, lr=RNN_LR, beta_1=BETA_1, beta_2=BETA_2, eps=EPS, iteration=1, epsilon="v_hat",
+              squares=None):
     """The first Adam step from zero moments. epsilon="v_hat" adds eps to the bias-corrected root
     (PyTorch, Optax); "v" adds it before the correction (Keras, Chainer, CNTK, Caffe2).
     `iteration` is the step count Adam's bias correction uses (1, or 2 where a framework counts
-    the step before the update, as Caffe2 does). A framework whose Adam gets the batch's summed
+    the step before the update, as Caffe2 does). `squares` {name: array} replaces g * g in the second
+    moment of the named weights: Keras 3 on TensorFlow squares the embedding's gradient rows per word
+    occurrence (tf.IndexedSlices, duplicates not summed first), so v gets sum(g_i^2), not (sum g_i)^2. A framework whose Adam gets the batch's summed
     gradient (CNTK's learners) is Check's adam_gradient="sum": epsilon then weighs 1/batch as much."""
     if epsilon not in ("v_hat", "v"):
         raise ValueError("epsilon must be 'v_hat' or 'v', not %r" % (epsilon,))
     new = collections.OrderedDict()
     for k, v in weights.items():
         g = grads[k]
-        m, s = (1 - beta_1) * g, (1 - beta_2) * g * g
+        m, s = (1 - beta_1) * g, (1 - beta_2) * (squares[k] if squares and k in squares else g * g)
         m_hat, s_hat = m / (1 - beta_1 ** iteration), s / (1 - beta_2 ** iteration)
         if epsilon == "v_hat":
             step = m_hat / (np.sqrt(s_hat) + eps)
@@ -454,9 +458,13 @@ class Check(object):
             if self.variant["adam_gradient"] not in ("mean", "sum"):
                 raise ValueError("adam_gradient must be 'mean' or 'sum', not %r" % (self.variant["adam_gradient"],))
             if self.variant["adam_gradient"] == "sum":  # Adam's ratio is scale-free; only epsilon sees the sum
-                grads = dict((k, g * len(self.x)) for k, g in grads.items())
+                grads = dict((k, g * len(self.x) ** (2 if k.endswith("squares") else 1)) for k, g in grads.items())
+            if self.variant["adam_embedding"] not in ("dense", "per_occurrence"):
+                raise ValueError("adam_embedding must be 'dense' or 'per_occurrence', not %r" % (self.variant["adam_embedding"],))
+            squares = ({"embedding": grads["embedding/occurrence_squares"]}
+                       if self.variant["adam_embedding"] == "per_occurrence" else None)
             stepped = adam_step(reference, grads, iteration=self.variant["adam_iteration"],
-                                epsilon=self.variant["adam_epsilon"])
+                                epsilon=self.variant["adam_epsilon"], squares=squares)
             self._after = rnn_forward(stepped, self.x, gru=gru)
         else:
             self._no_variant(variant)
@@ -490,11 +498,16 @@ class Check(object):
         sys.stdout.flush()
         return ok
 
-    def _as_reference_form(self, reference, kind):
+    @staticmethod
+    def _comparable(outputs, reference, kind):
+        """(got, want) on the logits' scale: probabilities are compared as log-probabilities with the
+        reference's log-softmax (as probabilities, near 0.5, every difference would look 4x smaller)."""
+        got = np.asarray(outputs, dtype=np.float64)
         if kind == "logits":
-            return reference
+            return got, reference
         if kind == "probabilities":
-            return _softmax(reference)
+            z = reference - reference.max(axis=1, keepdims=True)
+            return np.log(np.maximum(got, 1e-30)), z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         raise ValueError("kind must be 'logits' or 'probabilities', not %r" % (kind,))
 
     def check_parameters(self, n_params):
@@ -512,8 +525,8 @@ class Check(object):
         (kind="probabilities", for models that end with the softmax) or, for inference, features."""
         if self.task == "inference":
             return self._compare("features", outputs, self._logits, TOLERANCES["inference"]["outputs"])
-        self._kind = kind
-        return self._compare("outputs (%s)" % kind, outputs, self._as_reference_form(self._logits, kind),
+        got, want = self._comparable(outputs, self._logits, kind)
+        return self._compare("outputs (%s)" % ("logits" if kind == "logits" else "log-probabilities"), got, want,
                              TOLERANCES[self.task]["outputs"], "evaluation mode")
 
     def check_step(self, outputs_after, loss_after=None, kind="logits"):
@@ -522,8 +535,8 @@ class Check(object):
         if self.task == "inference":
             raise ValueError("the inference task has no training step")
         tol = TOLERANCES[self.task]
-        ok = self._compare("after one step", outputs_after, self._as_reference_form(self._after, kind),
-                           tol["step_outputs"])
+        got, want = self._comparable(outputs_after, self._after, kind)
+        ok = self._compare("after one step", got, want, tol["step_outputs"])
         want = cross_entropy(self._after, self.y)
         if loss_after is None:
             got = np.asarray(outputs_after, dtype=np.float64)

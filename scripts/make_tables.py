@@ -216,6 +216,8 @@ def variant_text(variant):
     text += "; Adam eps on %s" % ("v-hat" if variant["adam_epsilon"] == "v_hat" else "v")
     if variant.get("adam_iteration", 1) != 1:
         text += ", first step counted as %d" % variant["adam_iteration"]
+    if variant.get("adam_embedding", "dense") == "per_occurrence":
+        text += ", embedding's second moment per word occurrence"
     if variant.get("adam_gradient", "mean") != "mean":
         text += ", on the %s gradient" % ("summed" if variant["adam_gradient"] == "sum" else variant["adam_gradient"])
     return text

@@ -148,3 +148,15 @@ def test_pool_gradient_to_every_tie():
     assert not np.allclose(first["conv1/kernel"], every["conv1/kernel"])
     with pytest.raises(ValueError):
         fidelity.cnn_forward(w, x, y, pool_gradient="some")
+
+
+def test_adam_per_occurrence_squares_differ_only_for_repeated_ids():
+    w = fidelity.rnn_weights()
+    x, y = np.array([[5, 5, 7, 9, 5, 11]]), np.array([1])
+    _, grads = fidelity.rnn_forward(w, x, y)
+    sq = grads["embedding/occurrence_squares"]
+    assert np.allclose(sq[7], grads["embedding"][7] ** 2)  # seen once: the same
+    assert not np.allclose(sq[5], grads["embedding"][5] ** 2)  # seen three times: not
+    dense = fidelity.adam_step(w, grads)["embedding"]
+    sparse = fidelity.adam_step(w, grads, squares={"embedding": sq})["embedding"]
+    assert np.allclose(dense[[7, 9, 11]], sparse[[7, 9, 11]]) and not np.allclose(dense[5], sparse[5])
