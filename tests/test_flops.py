@@ -52,7 +52,7 @@ def test_fraction_of_peak_in_tables(tmp_path):
         "hardware": {"kind": "cpu", "name": "Test CPU 9000", "threads": 2}, "peak_gflops": 200.0,
         "median_gflops": 190.0, "size": 4096, "blas": "someblas 1.0", "numpy": "2.4.6"}]})
     readme = tmp_path / "README.md"
-    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
     proc = run_script("make_tables.py", "--results", res, "--readme", readme)
     assert proc.returncode == 0, proc.stdout
     text = readme.read_text()
