@@ -428,9 +428,12 @@ class Check(object):
 
     Check("cnn", channel_first=True, pool_gradient="first"): .weights (neutral layout), .x (16
     CIFAR-10 test images, NCHW or NHWC), .y; pool_gradient="all" where the max pool's gradient goes
-    to every tied maximum (real images have flat regions: this batch has 99 tied windows). Check("rnn", gru=..., bias_vectors=..., adam_epsilon=..., adam_iteration=...,
-    adam_gradient=...): the variant this framework implements (defaults: reset_after, 2, "v_hat",
-    1, "mean"); .x (8 reviews), .y. Check("inference", channel_first=True): .weights (common.resnet50's), .x (the two photos).
+    to every tied maximum (real images have flat regions: this batch has 99 tied windows).
+    Check("rnn", **variant): .weights, .x (8 reviews), .y, for the variant this framework implements
+    (RNN_VARIANT_DEFAULTS; see rnn_weights, adam_step): gru "reset_after" | "reset_before",
+    bias_vectors 2 | 1, adam_epsilon "v_hat" | "v", adam_iteration 1 | 2, adam_gradient "mean" |
+    "sum", adam_embedding "dense" | "per_occurrence".
+    Check("inference", channel_first=True): .weights (common.resnet50's), .x (the two photos).
     """
 
     def __init__(self, task, channel_first=True, **variant):
