@@ -241,7 +241,8 @@ def render_fidelity(path, rows):
     """The README's fidelity table from results/fidelity.json (written by scripts/fidelity.py)."""
     if not path.exists():
         return "No fidelity results yet: run `make fidelity`.\n"
-    entries = json.loads(path.read_text())["notebooks"]
+    fidelity = json.loads(path.read_text())
+    entries = fidelity["notebooks"]
     by = dict(((e["framework"], e["task"]), e) for e in entries)
     tol = next((e["tolerance"] for e in entries if e["task"] == "cnn" and e.get("tolerance")), {})
     ftol = next((e["tolerance"] for e in entries if e["task"] == "inference" and e.get("tolerance")), {})
@@ -251,7 +252,7 @@ def render_fidelity(path, rows):
            "features of the two photographs. Tolerances: %s; features %s. Checked %s.\n" % (
                " / ".join("%.0e" % tol[k] for k in ("outputs", "after one step", "loss after the step") if k in tol),
                "%.0e" % ftol["features"] if "features" in ftol else "-",
-               json.loads(path.read_text())["generated_at"][:10]),
+               fidelity["generated_at"][:10]),
            "| Framework | CNN | GRU | GRU variant checked | ResNet-50 |", "|---|---|---|---|---|"]
     for row in rows:
         rnn = by.get((row, "rnn"))
