@@ -27,7 +27,7 @@ import sys
 import numpy as np
 
 from . import data, provenance, resnet50
-from .params import (BETA_1, BETA_2, EMBEDSIZE, EPS, LR, MAXFEATURES, MAXLEN, MOMENTUM,
+from .params import (BETA_1, BETA_2, EMBEDSIZE, EPS, LR, MAXFEATURES, MAXLEN,
                      N_CLASSES, NUMHIDDEN, RNN_LR, SEED, CNN_PARAMETERS)
 
 BATCH = {"cnn": 16, "rnn": 8, "inference": 2}  # the fixed batch: the first test images / reviews, the two photos
@@ -440,7 +440,6 @@ class Check(object):
         if task not in BATCH:
             raise ValueError("task must be one of %s, not %r" % (sorted(BATCH), task))
         self.task = task
-        self.variant = {}
         self.rows = []
         self.parameters = None
         if task == "cnn":
@@ -473,7 +472,7 @@ class Check(object):
                                 epsilon=self.variant["adam_epsilon"], squares=squares)
             self._after = rnn_forward(stepped, self.x, gru=gru)
         else:
-            self._no_variant(variant)
+            self.variant = self._variant(variant, {})  # none: any keyword is an error
             self.weights = resnet50.load_resnet50_weights()
             self.x, _ = resnet50.photo_check_images(channel_first=channel_first)
             self.y = None
@@ -487,10 +486,6 @@ class Check(object):
             raise ValueError("unknown %s variant keys %s; known: %s" % (self.task, sorted(unknown), sorted(defaults)))
         return dict(defaults, **variant)
 
-    @staticmethod
-    def _no_variant(variant):
-        if variant:
-            raise ValueError("this task has no variants, got %s" % sorted(variant))
 
     def _compare(self, what, got, want, tolerance, note=""):
         got = np.asarray(got, dtype=np.float64)
