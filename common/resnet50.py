@@ -557,7 +557,8 @@ def check_photo_predictions(probs_or_logits, top=3):
     scores = np.asarray(probs_or_logits, dtype=np.float64)
     if scores.shape != (len(PHOTO_CHECKS), N_CLASSES):
         raise ValueError("expected scores of shape %s, got %s" % ((len(PHOTO_CHECKS), N_CLASSES), scores.shape))
-    is_probability = scores.min() >= 0 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
+    # (softmax outputs computed in float16 or bfloat16 sum to 1 only within about 1e-2)
+    is_probability = scores.min() >= 0 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-2)
     probs = scores if is_probability else _softmax(scores)
     result, failures = {}, []
     for (photo, expected, name), p in zip(PHOTO_CHECKS, probs):

@@ -30,8 +30,10 @@ TASK_TITLES = OrderedDict([
 
 
 def column_key(rec):
+    """(profile, device kind, device name, threads, mixed precision): one table column each."""
     dev = rec.get("device", {})
-    return (rec["profile"], dev.get("kind", "cpu"), dev.get("name", "?"), dev.get("threads"))
+    return (rec["profile"], dev.get("kind", "cpu"), dev.get("name", "?"), dev.get("threads"),
+            bool(rec.get("params", {}).get("mixed_precision")))
 
 
 def publishable(rec):
@@ -65,7 +67,7 @@ def achieved_gflops(rec):
 
 def peak_for(col, roofline):
     """The measured peak (GFLOP/s) of a column's CPU and thread count, if there is one."""
-    _, kind, name, threads = col
+    _, kind, name, threads, _ = col
     for m in roofline.get("machines", []):
         hw = m["hardware"]
         if kind == "cpu" and (hw["name"], hw["threads"]) == (name, threads):
@@ -92,11 +94,12 @@ def cell(rec, peak=None):
 
 
 def column_label(col, hardware, records):
-    profile, kind, name, threads = col
+    profile, kind, name, threads, mixed_precision = col
     epochs = sorted({r["params"].get("epochs") for r in records if column_key(r) == col
                      and r["task"] != "inference"} - {None})
     ep = " (%s epoch%s)" % ("/".join(map(str, epochs)), "" if epochs == [1] else "s") if epochs else ""
-    return "`%s`%s on %s" % (profile, ep, hardware[col])
+    amp = ", mixed precision" if mixed_precision else ""
+    return "`%s`%s%s on %s" % (profile, ep, amp, hardware[col])
 
 
 def framework_versions(recs):
@@ -109,10 +112,18 @@ def framework_versions(recs):
     return ", ".join(out)
 
 
+def machine(col):
+    """The (kind, CPU or GPU name, threads) a column ran on."""
+    return col[1:4]
+
+
 def hardware_tags(best):
-    """H1, H2, ... for the columns' machines (kind, CPU or GPU name, threads), in a stable order."""
-    cols = sorted({k[2] for k in best}, key=lambda c: (c[1], c[2], c[3] or 0))
-    return OrderedDict((c, "H%d" % (i + 1)) for i, c in enumerate(cols))
+    """H1, H2, ... for every column, one tag per machine (kind, CPU or GPU name, threads), in a
+    stable order."""
+    machines = sorted({machine(k[2]) for k in best}, key=lambda m: (m[0], m[1], m[2] or 0))
+    tag = {m: "H%d" % (i + 1) for i, m in enumerate(machines)}
+    cols = sorted({k[2] for k in best}, key=lambda c: (c[1], c[2], c[3] or 0, c[0], c[4]))
+    return OrderedDict((c, tag[machine(c)]) for c in cols)
 
 
 def render(records, rows, roofline=None, notes=None):
@@ -172,7 +183,11 @@ def render(records, rows, roofline=None, notes=None):
         out.append(overhead + "\n")
     if hardware:
         out.append("Hardware:\n")
+        listed = set()
         for col, tag in hardware.items():
+            if tag in listed:
+                continue
+            listed.add(tag)
             example = next(r for k, r in best.items() if k[2] == col)
             env = example.get("environment", {})
             peak = peak_for(col, roofline)
@@ -302,7 +317,8 @@ def plot(records, out_dir):
                       key=lambda r: (r["framework"].lower(), hardware[column_key(r)]))
         if not recs:
             continue
-        labels = ["%s (%s, %s)" % (r["framework"], r["profile"], hardware[column_key(r)]) for r in recs]
+        labels = ["%s (%s%s, %s)" % (r["framework"], r["profile"], ", AMP" if column_key(r)[4] else "",
+                                     hardware[column_key(r)]) for r in recs]
         key = "seconds_per_1000_images" if task == "inference" else "train_seconds"
         values = [r["metrics"][key] for r in recs]
         fig, ax = plt.subplots(figsize=(7, 0.45 * len(recs) + 1.2))

@@ -4,10 +4,15 @@
     python scripts/run_matrix.py --profile cpu                      # everything
     python scripts/run_matrix.py --frameworks PyTorch --tasks cnn rnn --profile smoke
     python scripts/run_matrix.py --list
+    python scripts/run_matrix.py --profile full --amp               # mixed precision, where a notebook has it
 
 Executed notebooks and records go to results/<profile>/ (or --out). A notebook whose `ok` record
 is already there is skipped (resume) unless --force. A failing notebook gets a `failed` record and
 the others go on; the exit status is non-zero when anything failed.
+
+--amp sets the notebooks' MIXED_PRECISION parameter (float16 on a GPU, bfloat16 on a CPU); records go
+to results/<profile>-amp/ and form their own table column. Notebooks without that parameter (no
+mixed-precision path yet) are listed and left out.
 """
 import argparse
 import os
@@ -57,10 +62,21 @@ def ok_record(path):
         return False
 
 
-def papermill_command(nb, out_nb, kernel, profile, record_dir, notebooks_dir):
-    return [sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", kernel,
-            "-p", "PROFILE", profile, "-p", "RECORD_DIR", str(record_dir),
-            "--cwd", str(notebooks_dir), "--log-output", "--no-progress-bar"]
+def has_parameter(nb_path, name):
+    """Whether the notebook's `parameters` cell assigns `name`."""
+    import json
+    with open(nb_path) as f:
+        cells = json.load(f)["cells"]
+    pattern = re.compile(r"^%s\s*=" % re.escape(name), re.M)
+    return any("parameters" in c.get("metadata", {}).get("tags", []) and pattern.search("".join(c["source"]))
+               for c in cells)
+
+
+def papermill_command(nb, out_nb, kernel, profile, record_dir, notebooks_dir, amp=False):
+    return ([sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", kernel,
+             "-p", "PROFILE", profile, "-p", "RECORD_DIR", str(record_dir)]
+            + (["-p", "MIXED_PRECISION", "True"] if amp else [])
+            + ["--cwd", str(notebooks_dir), "--log-output", "--no-progress-bar"])
 
 
 def run_one(item, args, spec, env):
@@ -76,7 +92,7 @@ def run_one(item, args, spec, env):
         record_path.unlink()  # a stale record must not pass for this run's
     start = time.time()
     cmd = papermill_command(path, out_nb, envspec.kernel_name(env_name), args.profile,
-                            out.resolve(), path.parent.resolve())
+                            out.resolve(), path.parent.resolve(), args.amp)
     log_tail, timed_out = [], threading.Event()
     # Its own session, so that a kill also takes the kernel papermill started.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -147,9 +163,11 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true", help="re-run notebooks that already have an ok record")
     ap.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per notebook")
     ap.add_argument("--quiet", action="store_true", help="do not stream notebook output")
+    ap.add_argument("--amp", action="store_true",
+                    help="mixed precision (MIXED_PRECISION=True) in the notebooks that have it")
     ap.add_argument("--list", action="store_true", help="list the selected notebooks and stop")
     args = ap.parse_args(argv)
-    args.out = args.out or str(envspec.ROOT / "results" / args.profile)
+    args.out = args.out or str(envspec.ROOT / "results" / (args.profile + ("-amp" if args.amp else "")))
 
     spec = envspec.load_spec()
     items = discover(args.notebooks, spec)
@@ -158,6 +176,11 @@ def main(argv=None):
         ap.error(f"no notebooks for {sorted(unknown)}; known: {sorted({i[1] for i in items})}")
     items = [i for i in items if (not args.frameworks or i[1] in args.frameworks)
              and (not args.tasks or i[2] in args.tasks)]
+    if args.amp:
+        without = [i[0].stem for i in items if not has_parameter(i[0], "MIXED_PRECISION")]
+        if without:
+            print("No mixed-precision path (left out): " + ", ".join(without), flush=True)
+        items = [i for i in items if i[0].stem not in without]
     if args.list:
         for path, prefix, task, env_name, row in items:
             print(f"{path.name:32s} {task:10s} env={env_name:8s} row={row}")

@@ -89,3 +89,19 @@ def test_bad_names_are_refused(tmp_path):
     notebook(nbs / "Nope_CNN.ipynb", "x = 1", "Nope_CNN", "cnn")
     proc = run(nbs, tmp_path / "out")
     assert proc.returncode != 0 and "in no environment" in proc.stdout
+
+
+def test_amp_runs_only_notebooks_with_a_mixed_precision_path(tmp_path):
+    nbs, out = tmp_path / "notebooks", tmp_path / "out"
+    nbs.mkdir()
+    amp_cell = OK_CELL.replace("params={}", "params={'mixed_precision': MIXED_PRECISION}")
+    notebook(nbs / "PyTorch_CNN.ipynb", amp_cell, "PyTorch_CNN", "cnn")
+    nb = nbformat.read(str(nbs / "PyTorch_CNN.ipynb"), as_version=4)
+    nb.cells[0].source += "\nMIXED_PRECISION = False"
+    nbformat.write(nb, str(nbs / "PyTorch_CNN.ipynb"))
+    notebook(nbs / "PyTorch_RNN.ipynb", OK_CELL, "PyTorch_RNN", "rnn")
+    proc = run(nbs, out, "--amp")
+    assert proc.returncode == 0, proc.stdout
+    assert "No mixed-precision path (left out): PyTorch_RNN" in proc.stdout
+    assert read_json(out / "PyTorch_CNN.json")["params"]["mixed_precision"] is True
+    assert not (out / "PyTorch_RNN.json").exists()

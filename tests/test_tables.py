@@ -6,16 +6,18 @@ from common import records
 from conftest import ROOT, run_script
 
 
-def record(tmp, name, framework, task, status="ok", synthetic=False, profile="cpu", **metrics):
+def record(tmp, name, framework, task, status="ok", synthetic=False, profile="cpu", folder=None,
+           mixed_precision=False, **metrics):
     rec = {
         "schema": 1, "notebook": name, "framework": framework, "task": task, "profile": profile,
         "status": status, "error": None if status == "ok" else "boom", "synthetic_data": synthetic,
         "device": {"kind": "cpu", "name": "Test CPU 9000", "threads": 2},
-        "versions": {"python": "3.11", "torch": "2.13.0"}, "params": {"epochs": 1},
+        "versions": {"python": "3.11", "torch": "2.13.0"},
+        "params": {"epochs": 1, "mixed_precision": mixed_precision},
         "metrics": metrics, "finished_at": "2026-11-28T12:00:00+00:00",
         "environment": {"memory_gib": 23.4},
     }
-    records.write_json_atomic(str(tmp / profile / (name + ".json")), rec)
+    records.write_json_atomic(str(tmp / (folder or profile) / (name + ".json")), rec)
 
 
 def test_tables_from_records(tmp_path):
@@ -107,3 +109,19 @@ def test_fidelity_table(tmp_path):
     assert "**FAILED**: the notebook has no fidelity section |" in text
     assert "| Quiet | not checked | not checked |  | not checked |" in text
     assert "GRU 2.0e-07 (PyTorch)" in text
+
+
+def test_mixed_precision_gets_its_own_column(tmp_path):
+    res = tmp_path / "results"
+    shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=400, test_accuracy=0.65)
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", folder="cpu-amp", mixed_precision=True,
+           train_seconds=250, test_accuracy=0.64)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
+    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+    assert proc.returncode == 0, proc.stdout
+    cnn = readme.read_text().split("### VGG-style")[1].split("###")[0]
+    assert "| `cpu` (1 epoch) on H1 | `cpu` (1 epoch), mixed precision on H1 |" in cnn
+    assert "| PyTorch | 65.0% in 400 s | 64.0% in 250 s |" in cnn
+    assert cnn.count("- H1:") <= 1 and readme.read_text().count("- H1: Test CPU 9000") == 1
