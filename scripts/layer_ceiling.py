@@ -3,7 +3,8 @@
 
 Times each convolution and dense layer of the CNN alone (forward plus both backward products, batch
 64, PyTorch on oneDNN, channels-last, the agreed thread count) and the whole training step, and sets
-their FLOP rates against the peak in results/roofline.json. The layers' own rates bound what any
+their FLOP rates against the peak matrix-multiply rate measured right before them (scripts/roofline.py's
+measurement: a shared VM's speed can change from hour to hour). The layers' own rates bound what any
 framework built on the same kernels can reach; the gap between their summed time and the step's is
 what the other work (pooling, activations, dropout, the loss, the optimizer) costs.
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envspec  # noqa: E402
+import roofline  # noqa: E402
 
 ROOT = envspec.ROOT
 sys.path.insert(0, str(ROOT))
@@ -110,8 +112,6 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7, help="timed repetitions (the median is kept)")
     ap.add_argument("--inner", type=int, default=10, help="steps per repetition")
     ap.add_argument("--out", default=str(ROOT / "results" / "layer_ceiling.json"))
-    ap.add_argument("--roofline", default=str(ROOT / "results" / "roofline.json"),
-                    help="the peaks scripts/roofline.py measured")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.inner < 1:
         ap.error("--repeats and --inner must be at least 1")
@@ -125,13 +125,9 @@ def main(argv=None):
     python = envspec.env_python(spec, "modern")
     if not python.exists():
         sys.exit("the modern environment is not built: python3 scripts/setup_env.py modern")
-    cpu, threads = envinfo.cpu_model(), int(env["ROSETTA_THREADS"])
-    machines = json.loads(Path(args.roofline).read_text())["machines"] if Path(args.roofline).exists() else []
-    peaks = [m for m in machines if (m["hardware"]["name"], m["hardware"]["threads"]) == (cpu, threads)]
-    if not peaks:
-        sys.exit("no peak for %s with %d threads in %s: run scripts/roofline.py first"
-                 % (cpu, threads, args.roofline))
-    peak = peaks[0]["peak_gflops"]
+    peak_run, threads = roofline.measure_in_kernel_env(4096, 7)
+    peak = peak_run["peak_gflops"]
+    print("peak now: %.1f GFLOP/s (float32 4096 x 4096 matmul, best of 7)" % peak)
     out = subprocess.run([str(python), __file__, "--repeats", str(args.repeats), "--inner", str(args.inner)],
                          env=env, stdout=subprocess.PIPE, check=True, universal_newlines=True).stdout
     measured = json.loads(out.strip().splitlines()[-1])
@@ -148,7 +144,7 @@ def main(argv=None):
     print("%-8s %10.2f %12.1f %7.0f%%" % ("step", 1e3 * step["seconds"], step["gflops_per_second"],
                                           100 * step["fraction_of_peak"]))
     result = {
-        "measured_at": records.now(), "hardware": {"name": cpu, "threads": threads}, "peak_gflops": peak,
+        "measured_at": records.now(), "hardware": {"name": envinfo.cpu_model(), "threads": threads}, "peak_gflops": peak,
         "torch": measured["torch"], "batchsize": BATCHSIZE, "layers": rows,
         "layers_together": {"seconds": layers_seconds, "gflops_per_second": layers_rate,
                             "fraction_of_peak": layers_rate / peak},

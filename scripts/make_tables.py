@@ -193,6 +193,12 @@ def render(records, rows, roofline=None, notes=None):
             peak = peak_for(col, roofline)
             roof = "" if not peak else "; peak %.0f GFLOP/s (float32 %d x %d matmul, %s, numpy %s)" % (
                 peak["peak_gflops"], peak["size"], peak["size"], peak["blas"], peak["numpy"])
+            runs = [[x for x in r.get("harness", {}).get("machine_gflops_before_after", []) if x]
+                    for k, r in best.items() if machine(k[2]) == machine(col)]
+            rates = sorted(x for run in runs for x in run)
+            if rates:
+                roof += ("; measured by the runner before and after %d of the runs: %.0f-%.0f GFLOP/s"
+                         % (sum(1 for run in runs if run), rates[0], rates[-1]))
             out.append("- %s: %s, %s threads, %s GiB memory (%s)%s" % (
                 tag, col[2], col[3], env.get("memory_gib"), col[1].upper(), roof))
         out.append("")

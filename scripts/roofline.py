@@ -58,6 +58,15 @@ def update(path, entry):
     write_json_atomic(str(path), data)
 
 
+def measure_in_kernel_env(size, repeats):
+    """measure() in a child process with the notebook kernels' thread settings: (result, threads)."""
+    env = dict(os.environ, **envspec.kernel_env(envspec.load_spec(), "tools"))
+    env[CHILD] = "1"
+    out = subprocess.run([sys.executable, __file__, "--size", str(size), "--repeats", str(repeats)],
+                         env=env, stdout=subprocess.PIPE, check=True, universal_newlines=True).stdout
+    return json.loads(out.strip().splitlines()[-1]), int(env["ROSETTA_THREADS"])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=4096)
@@ -69,12 +78,8 @@ def main(argv=None):
     if os.environ.get(CHILD):
         print(json.dumps(measure(args.size, args.repeats)))
         return 0
-    env = dict(os.environ, **envspec.kernel_env(envspec.load_spec(), "tools"))
-    env[CHILD] = "1"
-    out = subprocess.run([sys.executable, __file__, "--size", str(args.size), "--repeats", str(args.repeats)],
-                         env=env, stdout=subprocess.PIPE, check=True, universal_newlines=True).stdout
-    result = json.loads(out.strip().splitlines()[-1])
-    entry = {"hardware": hardware(int(env["ROSETTA_THREADS"])), "measured_at": now(), **result}
+    result, threads = measure_in_kernel_env(args.size, args.repeats)
+    entry = {"hardware": hardware(threads), "measured_at": now(), **result}
     update(Path(args.out), entry)
     print("%s, %d threads: peak %.1f GFLOP/s (median %.1f) with %s x %s float32 matmul, %s" % (
         entry["hardware"]["name"], entry["hardware"]["threads"], entry["peak_gflops"],

@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envspec  # noqa: E402
+import roofline  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
 from common import records  # noqa: E402
@@ -90,6 +91,7 @@ def run_one(item, args, spec, env):
         return write_failure(path.stem, row, task, args.profile, out, error)
     if record_path.exists():
         record_path.unlink()  # a stale record must not pass for this run's
+    rate_before = machine_rate()
     start = time.time()
     cmd = papermill_command(path, out_nb, envspec.kernel_name(env_name), args.profile,
                             out.resolve(), path.parent.resolve(), args.amp)
@@ -123,16 +125,27 @@ def run_one(item, args, spec, env):
     if not ok_record(record_path):
         return write_failure(path.stem, row, task, args.profile, out,
                              "the notebook ran but wrote no ok record")
-    add_harness_time(record_path, time.time() - start)
+    add_harness_time(record_path, time.time() - start, (rate_before, machine_rate()))
     return "ok"
+
+
+def machine_rate():
+    """The machine's float32 matrix-multiply rate in GFLOP/s right now (roofline.py's measurement at
+    2048, about a second), or None: taken before and after each notebook, it shows in the record
+    whether the machine ran at its usual speed (a shared VM may not)."""
+    try:
+        return round(roofline.measure_in_kernel_env(2048, 5)[0]["peak_gflops"], 1)
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return None
 
 
 TIMED_METRICS = ("train_seconds", "test_seconds", "inference_seconds")
 
 
-def add_harness_time(record_path, wall_seconds):
-    """Put into the record how long the whole notebook took through papermill, and how much of it
-    was outside the timed blocks (kernel start, imports, data loading, model building, warm-up)."""
+def add_harness_time(record_path, wall_seconds, machine_gflops=(None, None)):
+    """Put into the record how long the whole notebook took through papermill, how much of it
+    was outside the timed blocks (kernel start, imports, data loading, model building, warm-up),
+    and the machine's matrix-multiply rate measured just before and after."""
     import json
     with open(record_path) as f:
         rec = json.load(f)
@@ -141,7 +154,8 @@ def add_harness_time(record_path, wall_seconds):
     if m.get("inference_passes"):  # inference_seconds is then the median of several timed passes
         timed += sum(m["inference_passes"]["seconds"]) - m["inference_seconds"]
     rec["harness"] = {"notebook_wall_seconds": round(wall_seconds, 2), "timed_seconds": round(timed, 2),
-                      "untimed_seconds": round(wall_seconds - timed, 2)}
+                      "untimed_seconds": round(wall_seconds - timed, 2),
+                      "machine_gflops_before_after": list(machine_gflops)}
     records.write_json_atomic(str(record_path), rec)
 
 

@@ -46,6 +46,8 @@ def test_failure_is_isolated_recorded_and_resumed(folder):
     assert harness["timed_seconds"] == 1.0
     assert harness["notebook_wall_seconds"] > 1.0, "papermill and a kernel start take time"
     assert abs(harness["untimed_seconds"] - (harness["notebook_wall_seconds"] - 1.0)) < 0.02
+    before, after = harness["machine_gflops_before_after"]  # the machine's speed around the run
+    assert before > 1.0 and after > 1.0
     failed = read_json(out / "PyTorch_RNN.json")
     assert failed["status"] == "failed"
     assert "deliberate failure 42" in failed["error"]

@@ -80,9 +80,11 @@ def test_rnn_table_names_each_gru_variant(tmp_path):
     record(tmp_path, "A_RNN", "A", "rnn", train_seconds=30, test_accuracy=0.86)
     rec = records.load_records(str(tmp_path))[0]
     rec["params"]["gru_variant"] = "reset_after, two biases"
-    rec["harness"] = {"notebook_wall_seconds": 42.0, "timed_seconds": 30.0, "untimed_seconds": 12.0}
+    rec["harness"] = {"notebook_wall_seconds": 42.0, "timed_seconds": 30.0, "untimed_seconds": 12.0,
+                      "machine_gflops_before_after": [301.2, 288.0]}
     text = make_tables.render([rec], ["A", "B"])
     assert "Outside the timed blocks" in text and "RNN 12 s (12-12 s, 1 notebook(s))" in text
+    assert "before and after 1 of the runs: 288-301 GFLOP/s" in text
     rnn = text.split("### GRU on IMDB")[1].split("###")[0]
     assert "| Framework | GRU variant |" in rnn
     assert "| A | reset_after, two biases | 86.0% in 30 s |" in rnn
