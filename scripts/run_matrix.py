@@ -131,10 +131,11 @@ def run_one(item, args, spec, env):
 
 def machine_rate():
     """The machine's float32 matrix-multiply rate in GFLOP/s right now (roofline.py's measurement at
-    2048, about a second), or None: taken before and after each notebook, it shows in the record
-    whether the machine ran at its usual speed (a shared VM may not)."""
+    4096, best of 3, about 2 s; at 2048 OpenBLAS's rate swung by 2x on its own), or None: taken
+    before and after each notebook, it shows in the record whether the machine ran at its usual
+    speed (a shared VM may not)."""
     try:
-        return round(roofline.measure_in_kernel_env(2048, 5)[0]["peak_gflops"], 1)
+        return round(roofline.measure_in_kernel_env(4096, 3)[0]["peak_gflops"], 1)
     except (OSError, ValueError, subprocess.CalledProcessError):
         return None
 
