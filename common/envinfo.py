@@ -20,6 +20,26 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_id(cpuinfo="/proc/cpuinfo"):
+    """Vendor, family, model and the vector-instruction flags that decide which kernels run: a
+    virtual CPU's model name ("Intel(R) Xeon(R) Processor") may not tell two machines apart."""
+    fields = {}
+    for line in _read(cpuinfo).splitlines():
+        if not line.strip():
+            break  # the first processor's block is enough
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if not fields:
+        return {"machine": platform.machine()}
+    flags = fields.get("flags", "").split()
+    return {"vendor": fields.get("vendor_id"), "family": fields.get("cpu family"),
+            "model": fields.get("model"), "stepping": fields.get("stepping"),
+            "vector_flags": [f for f in VECTOR_FLAGS if f in flags]}
+
+
 def cpu_count():
     try:
         return len(os.sched_getaffinity(0))
@@ -69,6 +89,7 @@ def environment_info(versions=None):
     all_versions.update(versions or {})
     return {
         "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
         "cores": cpu_count(),
         "threads": threads(),
         "thread_settings": thread_settings(),

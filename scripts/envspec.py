@@ -2,6 +2,8 @@
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -68,6 +70,30 @@ def kernel_env(spec, name):
     return env
 
 
+CHILD = "ROSETTA_MEASURE_CHILD"
+
+
+def is_child():
+    """True inside a process started by run_json(): measure, print JSON, return."""
+    return bool(os.environ.get(CHILD))
+
+
+def run_json(script, args, env_name, python=None):
+    """Run `python script args` (by default the interpreter of environment `env_name`) with that
+    environment's kernel settings (threads as in every notebook) and CHILD set; return the JSON
+    object its last line of output prints, and the thread count it ran with."""
+    spec = load_spec()
+    python = Path(python or env_python(spec, env_name))
+    if not python.exists():
+        raise FileNotFoundError("the %s environment is not built: python3 scripts/setup_env.py %s"
+                                % (env_name, env_name))
+    env = dict(os.environ, **kernel_env(spec, env_name))
+    env[CHILD] = "1"
+    out = subprocess.run([str(python), str(script)] + [str(a) for a in args], env=env,
+                         stdout=subprocess.PIPE, check=True, universal_newlines=True).stdout
+    return json.loads(out.strip().splitlines()[-1]), int(env["ROSETTA_THREADS"])
+
+
 def env_hash(spec, name):
     """Changes whenever the environment's own section changes (not the kernel's env vars)."""
     section = dict(spec["env"][name])
@@ -119,7 +145,6 @@ def framework_table(spec):
 
 if __name__ == "__main__":
     # `python3 scripts/envspec.py python ENV`: the interpreter of a built environment (for make).
-    import sys
     if len(sys.argv) == 3 and sys.argv[1] == "python":
         print(env_python(load_spec(), sys.argv[2]))
     else:

@@ -15,9 +15,7 @@ settings as every notebook kernel. The machine must be otherwise idle.
 """
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -30,9 +28,6 @@ sys.path.insert(0, str(ROOT))
 from common import BATCHSIZE, envinfo, records  # noqa: E402
 from common.flops import CNN_INPUT, CNN_LAYERS, TRAINING_FACTOR, conv_macs  # noqa: E402
 from common.timing import time_runs  # noqa: E402
-
-CHILD = "ROSETTA_CEILING_CHILD"
-
 
 def layer_shapes():
     """[(name, kind, in, out, kernel, size of the input map)] of the CNN's layers with weights."""
@@ -116,21 +111,15 @@ def main(argv=None):
     if args.repeats < 1 or args.inner < 1:
         ap.error("--repeats and --inner must be at least 1")
 
-    if os.environ.get(CHILD):
+    if envspec.is_child():
         print(json.dumps(measure(args.repeats, args.inner)))
         return 0
-    spec = envspec.load_spec()
-    env = dict(os.environ, **envspec.kernel_env(spec, "modern"))
-    env[CHILD] = "1"
-    python = envspec.env_python(spec, "modern")
-    if not python.exists():
+    if not envspec.env_python(envspec.load_spec(), "modern").exists():
         sys.exit("the modern environment is not built: python3 scripts/setup_env.py modern")
     peak_run, threads = roofline.measure_in_kernel_env(4096, 7)
     peak = peak_run["peak_gflops"]
     print("peak now: %.1f GFLOP/s (float32 4096 x 4096 matmul, best of 7)" % peak)
-    out = subprocess.run([str(python), __file__, "--repeats", str(args.repeats), "--inner", str(args.inner)],
-                         env=env, stdout=subprocess.PIPE, check=True, universal_newlines=True).stdout
-    measured = json.loads(out.strip().splitlines()[-1])
+    measured, _ = envspec.run_json(__file__, ["--repeats", args.repeats, "--inner", args.inner], "modern")
     rows, step = measured["layers"], measured["train_step"]
     print("%-8s %10s %12s %8s" % ("layer", "ms", "GFLOP/s", "of peak"))
     for r in rows:

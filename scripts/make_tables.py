@@ -98,7 +98,9 @@ def column_label(col, hardware, records):
     epochs = sorted({r["params"].get("epochs") for r in records if column_key(r) == col
                      and r["task"] != "inference"} - {None})
     ep = " (%s epoch%s)" % ("/".join(map(str, epochs)), "" if epochs == [1] else "s") if epochs else ""
-    amp = ", mixed precision" if mixed_precision else ""
+    # a record names its half type ("bfloat16", "float16"); older ones said only True
+    halves = sorted({str(r["params"].get("mixed_precision")) for r in records if column_key(r) == col} - {"True"})
+    amp = ", mixed precision%s" % (" (%s)" % "/".join(halves) if halves else "") if mixed_precision else ""
     return "`%s`%s%s on %s" % (profile, ep, amp, hardware[col])
 
 
@@ -199,8 +201,13 @@ def render(records, rows, roofline=None, notes=None):
             if rates:
                 roof += ("; measured by the runner before and after %d of the runs: %.0f-%.0f GFLOP/s"
                          % (sum(1 for run in runs if run), rates[0], rates[-1]))
-            out.append("- %s: %s, %s threads, %s GiB memory (%s)%s" % (
-                tag, col[2], col[3], env.get("memory_gib"), col[1].upper(), roof))
+            ids = {json.dumps(r["environment"]["cpu_id"], sort_keys=True) for k, r in best.items()
+                   if machine(k[2]) == machine(col) and r.get("environment", {}).get("cpu_id", {}).get("model")}
+            ident = "".join("; %s family %s model %s, %s" % (i["vendor"], i["family"], i["model"],
+                                                             " ".join(i["vector_flags"]) or "no AVX2")
+                            for i in map(json.loads, sorted(ids)))
+            out.append("- %s: %s, %s threads, %s GiB memory (%s%s)%s" % (
+                tag, col[2], col[3], env.get("memory_gib"), col[1].upper(), ident, roof))
         out.append("")
     return "\n".join(out)
 

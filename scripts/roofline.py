@@ -11,8 +11,6 @@ achieved rate (FLOPs per image from common/flops.py) by this peak.
 """
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,9 +21,6 @@ sys.path.insert(0, str(envspec.ROOT))
 from common import envinfo  # noqa: E402
 from common.timing import time_runs  # noqa: E402
 from common.records import now, write_json_atomic  # noqa: E402
-
-CHILD = "ROSETTA_ROOFLINE_CHILD"
-
 
 def measure(size, repeats):
     import numpy as np
@@ -60,11 +55,7 @@ def update(path, entry):
 
 def measure_in_kernel_env(size, repeats):
     """measure() in a child process with the notebook kernels' thread settings: (result, threads)."""
-    env = dict(os.environ, **envspec.kernel_env(envspec.load_spec(), "tools"))
-    env[CHILD] = "1"
-    out = subprocess.run([sys.executable, __file__, "--size", str(size), "--repeats", str(repeats)],
-                         env=env, stdout=subprocess.PIPE, check=True, universal_newlines=True).stdout
-    return json.loads(out.strip().splitlines()[-1]), int(env["ROSETTA_THREADS"])
+    return envspec.run_json(__file__, ["--size", size, "--repeats", repeats], "tools", python=sys.executable)
 
 
 def main(argv=None):
@@ -75,7 +66,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.size < 256 or args.repeats < 1:
         ap.error("--size must be at least 256 and --repeats at least 1")
-    if os.environ.get(CHILD):
+    if envspec.is_child():
         print(json.dumps(measure(args.size, args.repeats)))
         return 0
     result, threads = measure_in_kernel_env(args.size, args.repeats)

@@ -10,9 +10,9 @@ Executed notebooks and records go to results/<profile>/ (or --out). A notebook w
 is already there is skipped (resume) unless --force. A failing notebook gets a `failed` record and
 the others go on; the exit status is non-zero when anything failed.
 
---amp sets the notebooks' MIXED_PRECISION parameter (float16 on a GPU, bfloat16 on a CPU); records go
-to results/<profile>-amp/ and form their own table column. Notebooks without that parameter (no
-mixed-precision path yet) are listed and left out.
+--amp sets the notebooks' MIXED_PRECISION parameter (float32 weights, float16 or bfloat16 products, as
+each notebook chooses and records); records go to results/<profile>-amp/ and form their own table
+column. Notebooks without that parameter (no mixed-precision path yet) are listed and left out.
 """
 import argparse
 import os

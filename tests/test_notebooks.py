@@ -69,6 +69,8 @@ def test_notebook_smoke(nb, smoke_run, spec):
     assert record["framework"] == envspec.framework_table(spec)[prefix][1]
     assert record["device"]["threads"] >= 1
     assert record["versions"]["python"]
+    if "MIXED_PRECISION" in nb.read_text():
+        assert record["params"]["mixed_precision"] is False, "mixed precision is off unless --amp asks"
     m = record["metrics"]
     if record["task"] == "inference":
         assert m["images_per_second"] > 0
@@ -98,3 +100,30 @@ def test_fidelity_command_collects_every_notebook(smoke_run, tmp_path):
     assert sorted(e["notebook"] for e in entries) == sorted(p.stem for p in NOTEBOOKS)
     assert proc.returncode == 0, "a notebook failed its fidelity check"
     assert all(e["passed"] and e["max_abs_diff"] for e in entries)
+
+
+def mixed_precision_notebooks(task):
+    return [nb for nb in NOTEBOOKS if nb.stem.endswith("_" + task) and "MIXED_PRECISION" in nb.read_text()]
+
+
+def test_mixed_precision_smoke(tmp_path):
+    """--amp on the CNN notebooks with a mixed-precision path: each trains in bfloat16 on this CPU and
+    still passes its Fidelity check (made in float32); notebooks without the path are left out."""
+    with_amp = mixed_precision_notebooks("CNN")
+    assert len(with_amp) >= 6, "PyTorch, TensorFlow, JAX (Flax) and Keras 3 on three backends"
+    proc = run_script("run_matrix.py", "--profile", "smoke", "--out", tmp_path, "--force", "--amp",
+                      "--tasks", "cnn", "--timeout", 900)
+    print(proc.stdout[-5000:])
+    assert proc.returncode == 0
+    for nb in NOTEBOOKS:
+        if not nb.stem.endswith("_CNN"):
+            continue
+        path = tmp_path / (nb.stem + ".json")
+        if nb not in with_amp:
+            assert not path.exists(), "a notebook without MIXED_PRECISION must not run under --amp"
+            continue
+        record = read_json(path)
+        assert record["status"] == "ok", record.get("error")
+        assert record["params"]["mixed_precision"] == "bfloat16", "no GPU here: bfloat16"
+        assert 0.0 <= record["metrics"]["test_accuracy"] <= 1.0
+        assert record["fidelity"]["passed"], [c for c in record["fidelity"]["checks"] if not c["passed"]]

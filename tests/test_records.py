@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from common import params, provenance, records, timing
+from common import envinfo, params, provenance, records, timing
 
 
 def test_validate_rejects_incomplete_records(tmp_path):
@@ -74,3 +74,14 @@ def test_profiles():
     assert params.profile("smoke")["synthetic_data"] is True
     with pytest.raises(ValueError, match="unknown profile"):
         params.profile("fast")
+
+
+def test_cpu_id_reads_the_first_processor(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    block = ("processor\t: {n}\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: {model}\n"
+             "model name\t: Intel(R) Xeon(R) Processor\nstepping\t: 2\nflags\t\t: fpu sse2 avx2 fma {extra}\n\n")
+    cpuinfo.write_text(block.format(n=0, model=207, extra="avx512f amx_tile")
+                       + block.format(n=1, model=85, extra=""))
+    assert envinfo.cpu_id(str(cpuinfo)) == {"vendor": "GenuineIntel", "family": "6", "model": "207",
+                                            "stepping": "2", "vector_flags": ["avx2", "fma", "avx512f", "amx_tile"]}
+    assert "machine" in envinfo.cpu_id(str(tmp_path / "missing"))

@@ -7,7 +7,7 @@ from conftest import ROOT, run_script
 
 
 def record(tmp, name, framework, task, status="ok", synthetic=False, profile="cpu", folder=None,
-           mixed_precision=False, **metrics):
+           mixed_precision=False, cpu_id=None, **metrics):
     rec = {
         "schema": 1, "notebook": name, "framework": framework, "task": task, "profile": profile,
         "status": status, "error": None if status == "ok" else "boom", "synthetic_data": synthetic,
@@ -15,7 +15,7 @@ def record(tmp, name, framework, task, status="ok", synthetic=False, profile="cp
         "versions": {"python": "3.11", "torch": "2.13.0"},
         "params": {"epochs": 1, "mixed_precision": mixed_precision},
         "metrics": metrics, "finished_at": "2026-11-28T12:00:00+00:00",
-        "environment": {"memory_gib": 23.4},
+        "environment": {"memory_gib": 23.4, "cpu_id": cpu_id or {}},
     }
     records.write_json_atomic(str(tmp / (folder or profile) / (name + ".json")), rec)
 
@@ -23,7 +23,8 @@ def record(tmp, name, framework, task, status="ok", synthetic=False, profile="cp
 def test_tables_from_records(tmp_path):
     res = tmp_path / "results"
     shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
-    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=412.3, test_accuracy=0.6543)
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=412.3, test_accuracy=0.6543,
+           cpu_id={"vendor": "GenuineIntel", "family": "6", "model": "207", "vector_flags": ["avx2", "amx_bf16"]})
     record(res, "Fake_CNN", "Fake", "cnn", synthetic=True, train_seconds=1, test_accuracy=0.99)
     record(res, "Other_CNN", "Other", "cnn", status="failed")
     record(res, "PyTorch_Inference", "PyTorch", "inference",
@@ -49,7 +50,7 @@ def test_tables_from_records(tmp_path):
     assert "| MXNet | 50.0 s (49.0-51.0 over 2 passes; 20 img/s) |" in text
     rnn = text.split("### GRU on IMDB")[1].split("###")[0]
     assert "No results on real data yet" in rnn, "smoke records never reach a table"
-    assert "H1: Test CPU 9000, 2 threads" in text
+    assert "H1: Test CPU 9000, 2 threads, 23.4 GiB memory (CPU; GenuineIntel family 6 model 207, avx2 amx_bf16)" in text
     assert "| Knet (Julia) | 78 | 159 |" in text
     assert (res / "plots" / "cnn.png").stat().st_size > 1000
     assert not (res / "plots" / "rnn.png").exists()
@@ -117,13 +118,13 @@ def test_mixed_precision_gets_its_own_column(tmp_path):
     res = tmp_path / "results"
     shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
     record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=400, test_accuracy=0.65)
-    record(res, "PyTorch_CNN", "PyTorch", "cnn", folder="cpu-amp", mixed_precision=True,
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", folder="cpu-amp", mixed_precision="bfloat16",
            train_seconds=250, test_accuracy=0.64)
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
     proc = run_script("make_tables.py", "--results", res, "--readme", readme)
     assert proc.returncode == 0, proc.stdout
     cnn = readme.read_text().split("### VGG-style")[1].split("###")[0]
-    assert "| `cpu` (1 epoch) on H1 | `cpu` (1 epoch), mixed precision on H1 |" in cnn
+    assert "| `cpu` (1 epoch) on H1 | `cpu` (1 epoch), mixed precision (bfloat16) on H1 |" in cnn
     assert "| PyTorch | 65.0% in 400 s | 64.0% in 250 s |" in cnn
     assert cnn.count("- H1:") <= 1 and readme.read_text().count("- H1: Test CPU 9000") == 1
