@@ -92,6 +92,10 @@ def run_one(item, args, spec, env):
     if record_path.exists():
         record_path.unlink()  # a stale record must not pass for this run's
     rate_before = machine_rate()
+    if args.profile != "smoke":
+        warning = slow_machine_warning(rate_before)
+        if warning:
+            print("    " + warning, flush=True)
     start = time.time()
     cmd = papermill_command(path, out_nb, envspec.kernel_name(env_name), args.profile,
                             out.resolve(), path.parent.resolve(), args.amp)
@@ -138,6 +142,23 @@ def machine_rate():
         return round(roofline.measure_in_kernel_env(4096, 3)[0]["peak_gflops"], 1)
     except (OSError, ValueError, subprocess.CalledProcessError):
         return None
+
+
+def slow_machine_warning(rate, roofline_file=envspec.ROOT / "results" / "roofline.json", below=0.7):
+    """A warning when the matmul rate just measured is under `below` times the peak stored for this CPU
+    and thread count in roofline.json (a shared VM in a slow spell: its timings would be too)."""
+    import json
+    from common import envinfo
+    if not rate or not Path(roofline_file).exists():
+        return None
+    key = (envinfo.cpu_model(), envspec.thread_count())
+    peaks = [m["peak_gflops"] for m in json.loads(Path(roofline_file).read_text()).get("machines", [])
+             if (m["hardware"]["name"], m["hardware"]["threads"]) == key]
+    if not peaks or rate >= below * peaks[0]:
+        return None
+    return ("warning: the machine multiplies at %.0f GFLOP/s now, %.0f%% of the %.0f GFLOP/s measured for "
+            "this CPU (%s): this run's timings will be slow too" % (rate, 100 * rate / peaks[0], peaks[0],
+                                                                   Path(roofline_file).name))
 
 
 TIMED_METRICS = ("train_seconds", "test_seconds", "inference_seconds")

@@ -1,4 +1,6 @@
 """The runner isolates failures, resumes, times out, and records why a notebook failed."""
+import json
+
 import nbformat
 import pytest
 
@@ -107,3 +109,17 @@ def test_amp_runs_only_notebooks_with_a_mixed_precision_path(tmp_path):
     assert "No mixed-precision path (left out): PyTorch_RNN" in proc.stdout
     assert read_json(out / "PyTorch_CNN.json")["params"]["mixed_precision"] is True
     assert not (out / "PyTorch_RNN.json").exists()
+
+
+def test_slow_machine_is_warned_about(tmp_path):
+    import common
+    import envspec
+    import run_matrix
+    roof = tmp_path / "roofline.json"
+    hardware = {"name": common.envinfo.cpu_model(), "threads": envspec.thread_count()}
+    roof.write_text(json.dumps({"machines": [{"hardware": hardware, "peak_gflops": 300.0}]}))
+    warning = run_matrix.slow_machine_warning(150.0, roof)
+    assert warning and "150 GFLOP/s now, 50% of the 300" in warning
+    assert run_matrix.slow_machine_warning(250.0, roof) is None
+    assert run_matrix.slow_machine_warning(None, roof) is None, "no measurement, no warning"
+    assert run_matrix.slow_machine_warning(150.0, tmp_path / "missing.json") is None
