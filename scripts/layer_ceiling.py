@@ -29,6 +29,7 @@ from common import BATCHSIZE, envinfo, records  # noqa: E402
 from common.flops import CNN_INPUT, CNN_LAYERS, TRAINING_FACTOR, conv_macs  # noqa: E402
 from common.timing import time_runs  # noqa: E402
 
+
 def layer_shapes():
     """[(name, kind, in, out, kernel, size of the input map)] of the CNN's layers with weights."""
     size, shapes, n_conv, n_dense = CNN_INPUT[1], [], 0, 0

@@ -22,6 +22,7 @@ from common import envinfo  # noqa: E402
 from common.timing import time_runs  # noqa: E402
 from common.records import now, write_json_atomic  # noqa: E402
 
+
 def measure(size, repeats):
     import numpy as np
     rng = np.random.default_rng(0)
