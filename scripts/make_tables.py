@@ -20,6 +20,7 @@ import envspec  # noqa: E402
 sys.path.insert(0, str(envspec.ROOT))
 from common.flops import FLOPS_PER_IMAGE  # noqa: E402
 from common.records import load_records  # noqa: E402
+from roofline import entry_for as roofline_entry  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 TASK_TITLES = OrderedDict([
@@ -68,11 +69,7 @@ def achieved_gflops(rec):
 def peak_for(col, roofline):
     """The measured peak (GFLOP/s) of a column's CPU and thread count, if there is one."""
     _, kind, name, threads, _ = col
-    for m in roofline.get("machines", []):
-        hw = m["hardware"]
-        if kind == "cpu" and (hw["name"], hw["threads"]) == (name, threads):
-            return m
-    return None
+    return roofline_entry(roofline, name, threads) if kind == "cpu" else None
 
 
 def cell(rec, peak=None):

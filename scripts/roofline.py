@@ -45,12 +45,19 @@ def hardware(threads):
             "gpus": [g["name"] for g in gpus]}
 
 
+def entry_for(data, name, threads):
+    """The roofline file's entry (loaded as `data`) for this CPU name and thread count, or None."""
+    for m in data.get("machines", []):
+        if (m["hardware"]["name"], m["hardware"]["threads"]) == (name, threads):
+            return m
+    return None
+
+
 def update(path, entry):
     """Keep one entry per (CPU, threads) in the roofline file."""
     data = json.loads(path.read_text()) if path.exists() else {"machines": []}
-    key = (entry["hardware"]["name"], entry["hardware"]["threads"])
-    data["machines"] = [m for m in data["machines"]
-                        if (m["hardware"]["name"], m["hardware"]["threads"]) != key] + [entry]
+    old = entry_for(data, entry["hardware"]["name"], entry["hardware"]["threads"])
+    data["machines"] = [m for m in data["machines"] if m is not old] + [entry]
     write_json_atomic(str(path), data)
 
 

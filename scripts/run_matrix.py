@@ -151,13 +151,13 @@ def slow_machine_warning(rate, roofline_file=envspec.ROOT / "results" / "rooflin
     from common import envinfo
     if not rate or not Path(roofline_file).exists():
         return None
-    key = (envinfo.cpu_model(), envspec.thread_count())
-    peaks = [m["peak_gflops"] for m in json.loads(Path(roofline_file).read_text()).get("machines", [])
-             if (m["hardware"]["name"], m["hardware"]["threads"]) == key]
-    if not peaks or rate >= below * peaks[0]:
+    entry = roofline.entry_for(json.loads(Path(roofline_file).read_text()), envinfo.cpu_model(),
+                               envspec.thread_count())
+    if not entry or rate >= below * entry["peak_gflops"]:
         return None
+    peak = entry["peak_gflops"]
     return ("warning: the machine multiplies at %.0f GFLOP/s now, %.0f%% of the %.0f GFLOP/s measured for "
-            "this CPU (%s): this run's timings will be slow too" % (rate, 100 * rate / peaks[0], peaks[0],
+            "this CPU (%s): this run's timings will be slow too" % (rate, 100 * rate / peak, peak,
                                                                    Path(roofline_file).name))
 
 
