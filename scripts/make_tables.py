@@ -21,6 +21,7 @@ sys.path.insert(0, str(envspec.ROOT))
 from common.flops import FLOPS_PER_IMAGE  # noqa: E402
 from common.records import load_records  # noqa: E402
 from roofline import entry_for as roofline_entry  # noqa: E402
+from stale_records import HEADINGS, record_changes  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 TASK_TITLES = OrderedDict([
@@ -156,7 +157,7 @@ def render(records, rows, roofline=None, notes=None):
             for c in task_cols:
                 rec = best.get((task, row, c))
                 if rec:
-                    cells.append(cell(rec, peak_for(c, roofline)))
+                    cells.append(cell(rec, peak_for(c, roofline)) + (" †" if rec.get("_stale_steps") else ""))
                 elif (task, row) in failed:
                     cells.append("failed")
                 else:
@@ -168,6 +169,13 @@ def render(records, rows, roofline=None, notes=None):
                                       if r["params"].get("gru_variant")), ""))
             status = "" if task_cols else (" (failed)" if (task, row) in failed else " (not run yet)")
             out.append("| " + " | ".join([row + status] + cells + [framework_versions(recs)]) + " |")
+        stale = ["%s (%s)" % (row, ", ".join(HEADINGS.get(step, step) for step in rec["_stale_steps"]))
+                 for row in rows for c in task_cols
+                 for rec in [best.get((task, row, c))] if rec and rec.get("_stale_steps")]
+        if stale:
+            out.append("\n† Measured with an earlier version of the notebook, whose steps named here have "
+                       "changed since (scripts/stale_records.py); the runner re-runs such notebooks when it "
+                       "resumes: %s." % "; ".join(stale))
         if task_recs:
             out.append("\n![%s](results/plots/%s.png)\n" % (title, task))
         else:
@@ -356,10 +364,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default=str(envspec.ROOT / "results"))
     ap.add_argument("--readme", default=str(envspec.ROOT / "README.md"))
+    ap.add_argument("--notebooks", default=str(envspec.ROOT / "notebooks"),
+                    help="source notebooks, against which each record's executed copy is compared")
     ap.add_argument("--check", action="store_true", help="fail if the README is not up to date")
     args = ap.parse_args(argv)
     results = Path(args.results)
     records = [r for r in load_records(str(results)) if r.get("profile") != "smoke"]
+    for rec in records:
+        rec["_stale_steps"] = record_changes(rec["_path"], args.notebooks) if publishable(rec) else None
     roofline_file = results / "roofline.json"
     roofline = json.loads(roofline_file.read_text()) if roofline_file.exists() else {}
     spec = envspec.load_spec()

@@ -7,7 +7,9 @@
     python scripts/run_matrix.py --profile full --amp               # mixed precision, where a notebook has it
 
 Executed notebooks and records go to results/<profile>/ (or --out). A notebook whose `ok` record
-is already there is skipped (resume) unless --force. A failing notebook gets a `failed` record and
+is already there is skipped (resume) unless --force, or unless the code of its timed steps has
+changed since (scripts/stale_records.py); a record from another machine is never replaced without
+--force. A failing notebook gets a `failed` record and
 the others go on; the exit status is non-zero when anything failed.
 
 --amp sets the notebooks' MIXED_PRECISION parameter (float32 weights, float16 or bfloat16 products, as
@@ -27,9 +29,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envspec  # noqa: E402
 import roofline  # noqa: E402
+import stale_records  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
-from common import records  # noqa: E402
+from common import envinfo, records  # noqa: E402
 
 # papermill's own bookkeeping lines, left out of the streamed output
 NOISE = re.compile(r"^(Executing|Ending) Cell \d+-*$|^(Input|Output) Notebook:|^Executing notebook with kernel|^Executing:"
@@ -54,13 +57,39 @@ def discover(notebooks_dir, spec):
     return found
 
 
-def ok_record(path):
+def read_record(path):
     import json
     try:
         with open(path) as f:
-            return json.load(f).get("status") == "ok"
+            return json.load(f)
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def measured_here(rec):
+    """Whether a record's device is this machine's: the same CPU and thread count, or one of its GPUs."""
+    dev = rec.get("device") or {}
+    if dev.get("kind", "cpu") == "cpu":
+        return dev.get("name") == envinfo.cpu_model() and dev.get("threads") in (None, envspec.thread_count())
+    return dev.get("name") in [g["name"] for g in envinfo.nvidia_gpus()]
+
+
+def resume_decision(record_path, notebooks_dir):
+    """(skip, why) for a notebook whose output folder may hold a record: an `ok` record is kept,
+    unless the code of its notebook's timed steps has changed since (then it runs again); one
+    from another machine is kept in any case (replacing it would drop that machine's figure)."""
+    rec = read_record(record_path)
+    if not rec or rec.get("status") != "ok":
+        return False, None
+    dev = rec.get("device") or {}
+    if not measured_here(rec):
+        return True, ("its record was measured on another machine (%s, %s threads): kept; --out for this "
+                      "machine's records, or --force to replace it" % (dev.get("name"), dev.get("threads")))
+    steps = stale_records.record_changes(record_path, notebooks_dir)
+    if steps:
+        return False, "running again: %s changed since its record" % ", ".join(
+            stale_records.HEADINGS.get(step, step) for step in steps)
+    return True, "done already (use --force to re-run)"
 
 
 def has_parameter(nb_path, name):
@@ -126,7 +155,7 @@ def run_one(item, args, spec, env):
     if proc.returncode != 0:
         return write_failure(path.stem, row, task, args.profile, out,
                              "papermill failed:\n" + "\n".join(log_tail))
-    if not ok_record(record_path):
+    if (read_record(record_path) or {}).get("status") != "ok":
         return write_failure(path.stem, row, task, args.profile, out,
                              "the notebook ran but wrote no ok record")
     add_harness_time(record_path, time.time() - start, (rate_before, machine_rate()))
@@ -148,7 +177,6 @@ def slow_machine_warning(rate, roofline_file=envspec.ROOT / "results" / "rooflin
     """A warning when the matmul rate just measured is under `below` times the peak stored for this CPU
     and thread count in roofline.json (a shared VM in a slow spell: its timings would be too)."""
     import json
-    from common import envinfo
     if not rate or not Path(roofline_file).exists():
         return None
     entry = roofline.entry_for(json.loads(Path(roofline_file).read_text()), envinfo.cpu_model(),
@@ -229,11 +257,14 @@ def main(argv=None):
     results, t0 = {}, time.time()
     for n, item in enumerate(items, 1):
         name = item[0].stem
-        if not args.force and ok_record(Path(args.out) / (name + ".json")):
-            print(f"[{n}/{len(items)}] {name}: done already (use --force to re-run)", flush=True)
+        skip, why = (False, None) if args.force else resume_decision(Path(args.out) / (name + ".json"),
+                                                                      args.notebooks)
+        if skip:
+            print(f"[{n}/{len(items)}] {name}: {why}", flush=True)
             results[name] = "skipped"
             continue
-        print(f"[{n}/{len(items)}] {name} ({args.profile}, kernel {envspec.kernel_name(item[3])})", flush=True)
+        print(f"[{n}/{len(items)}] {name} ({args.profile}, kernel {envspec.kernel_name(item[3])})"
+              + (f": {why}" if why else ""), flush=True)
         start = time.time()
         results[name] = run_one(item, args, spec, env)
         print(f"[{n}/{len(items)}] {name}: {results[name]} in {time.time() - start:.0f}s", flush=True)

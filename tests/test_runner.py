@@ -123,3 +123,52 @@ def test_slow_machine_is_warned_about(tmp_path):
     assert run_matrix.slow_machine_warning(250.0, roof) is None
     assert run_matrix.slow_machine_warning(None, roof) is None, "no measurement, no warning"
     assert run_matrix.slow_machine_warning(150.0, tmp_path / "missing.json") is None
+
+
+def tagged_notebook(path, setup, fidelity=""):
+    """A notebook whose cells carry step tags, as tag_steps.py writes them."""
+    notebook(path, OK_CELL, path.stem, "cnn")
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[1].source += "\n" + setup
+    nb.cells[1].metadata["tags"] = ["step:setup"]
+    nb.cells[2].metadata["tags"] = ["step:record"]
+    nb.cells.insert(2, nbformat.v4.new_code_cell(fidelity or "pass"))
+    nb.cells[2].metadata["tags"] = ["step:fidelity"]
+    nbformat.write(nb, str(path))
+
+
+def test_record_of_changed_code_runs_again(tmp_path):
+    nbs, out = tmp_path / "notebooks", tmp_path / "out"
+    nbs.mkdir()
+    tagged_notebook(nbs / "PyTorch_CNN.ipynb", "THREADS = 2")
+    assert run(nbs, out).returncode == 0
+    first = read_json(out / "PyTorch_CNN.json")["finished_at"]
+
+    tagged_notebook(nbs / "PyTorch_CNN.ipynb", "THREADS = 2", fidelity="x = 1  # a check, outside the timed steps")
+    proc = run(nbs, out)
+    assert "PyTorch_CNN: done already" in proc.stdout, proc.stdout
+    assert read_json(out / "PyTorch_CNN.json")["finished_at"] == first
+
+    tagged_notebook(nbs / "PyTorch_CNN.ipynb", "THREADS = 1")
+    proc = run(nbs, out)
+    assert proc.returncode == 0, proc.stdout
+    assert "running again: Set-up changed since its record" in proc.stdout
+    assert read_json(out / "PyTorch_CNN.json")["finished_at"] != first
+    assert "PyTorch_CNN: done already" in run(nbs, out).stdout, "the new record matches the code"
+
+
+def test_record_from_another_machine_is_kept(tmp_path):
+    import common
+    import run_matrix
+    rec = {"status": "ok", "notebook": "PyTorch_CNN", "device": {"kind": "cpu", "name": "Other CPU 1", "threads": 2}}
+    path = tmp_path / "PyTorch_CNN.json"
+    path.write_text(json.dumps(rec))
+    skip, why = run_matrix.resume_decision(path, tmp_path)
+    assert skip and "another machine (Other CPU 1, 2 threads)" in why
+    rec["device"]["name"] = common.envinfo.cpu_model()
+    rec["device"]["threads"] = run_matrix.envspec.thread_count()
+    path.write_text(json.dumps(rec))
+    assert run_matrix.resume_decision(path, tmp_path) == (True, "done already (use --force to re-run)")
+    rec["status"] = "failed"
+    path.write_text(json.dumps(rec))
+    assert run_matrix.resume_decision(path, tmp_path) == (False, None)

@@ -128,3 +128,31 @@ def test_mixed_precision_gets_its_own_column(tmp_path):
     assert "| `cpu` (1 epoch) on H1 | `cpu` (1 epoch), mixed precision (bfloat16) on H1 |" in cnn
     assert "| PyTorch | 65.0% in 400 s | 64.0% in 250 s |" in cnn
     assert cnn.count("- H1:") <= 1 and readme.read_text().count("- H1: Test CPU 9000") == 1
+
+
+def test_stale_records_are_marked(tmp_path):
+    import nbformat
+    res, nbs = tmp_path / "results", tmp_path / "notebooks"
+    nbs.mkdir()
+    shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=412.3, test_accuracy=0.6543)
+    record(res, "MXNet_CNN", "MXNet", "cnn", train_seconds=300.0, test_accuracy=0.6)
+    for name in ("PyTorch_CNN", "MXNet_CNN"):
+        cells = [nbformat.v4.new_code_cell(src) for src in ("x = 1", "loop()", "check()")]
+        for cell, step in zip(cells, ("setup", "train", "fidelity")):
+            cell.metadata["tags"] = ["step:" + step]
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), str(res / "cpu" / (name + ".ipynb")))
+        cells[2].source = "check(more=True)"  # a check changed: not stale
+        if name == "PyTorch_CNN":
+            cells[1].source = "faster_loop()"
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), str(nbs / (name + ".ipynb")))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
+    proc = run_script("make_tables.py", "--results", res, "--readme", readme, "--notebooks", nbs)
+    assert proc.returncode == 0, proc.stdout
+    cnn = readme.read_text().split("### VGG-style")[1].split("###")[0]
+    assert "| PyTorch | 65.4% in 412 s † |" in cnn
+    assert "| MXNet | 60.0% in 300 s |" in cnn
+    assert "steps named here have changed since" in cnn and ": PyTorch (Train)." in cnn
+    listing = run_script("stale_records.py", "--results", res, "--notebooks", nbs).stdout
+    assert "cpu/PyTorch_CNN.json: changed since the run: Train" in listing and "1 stale record(s)" in listing
