@@ -40,6 +40,14 @@ def cpu_id(cpuinfo="/proc/cpuinfo"):
             "vector_flags": [f for f in VECTOR_FLAGS if f in flags]}
 
 
+def same_cpu(a, b):
+    """Whether two cpu_id() readings name the same kind of CPU (vendor, family, model, vector
+    flags); a missing reading (older records) matches any."""
+    if not a or not b or "family" not in a or "family" not in b:
+        return True
+    return all(a.get(k) == b.get(k) for k in ("vendor", "family", "model", "vector_flags"))
+
+
 def cpu_count():
     try:
         return len(os.sched_getaffinity(0))

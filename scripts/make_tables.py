@@ -67,10 +67,17 @@ def achieved_gflops(rec):
     return images_per_second * FLOPS_PER_IMAGE[rec["task"]]() / 1e9
 
 
-def peak_for(col, roofline):
+def column_cpu_id(col, recs):
+    """The envinfo.cpu_id() all of a column's records share, or None (not recorded, or not shared)."""
+    ids = {json.dumps((r.get("environment") or {}).get("cpu_id") or {}, sort_keys=True)
+           for r in recs if column_key(r) == col}
+    return (json.loads(ids.pop()) or None) if len(ids) == 1 else None
+
+
+def peak_for(col, roofline, cpu_id=None):
     """The measured peak (GFLOP/s) of a column's CPU and thread count, if there is one."""
     _, kind, name, threads, _ = col
-    return roofline_entry(roofline, name, threads) if kind == "cpu" else None
+    return roofline_entry(roofline, name, threads, cpu_id) if kind == "cpu" else None
 
 
 def cell(rec, peak=None):
@@ -131,6 +138,7 @@ def render(records, rows, roofline=None, notes=None):
     best, failed = latest(records)
     cols = sorted({k[2] for k in best})
     hardware = hardware_tags(best)
+    peaks = {c: peak_for(c, roofline, column_cpu_id(c, best.values())) for c in cols}
     out = []
     for task, title in TASK_TITLES.items():
         task_recs = [r for k, r in best.items() if k[0] == task]
@@ -138,7 +146,7 @@ def render(records, rows, roofline=None, notes=None):
         out.append("### %s\n" % title)
         metric = ("seconds per 1,000 images (images per second)" if task == "inference"
                   else "test accuracy after training, and training time")
-        if task in FLOPS_PER_IMAGE and any(peak_for(c, roofline) for c in task_cols):
+        if task in FLOPS_PER_IMAGE and any(peaks[c] for c in task_cols):
             metric += ("; then the FLOP rate reached (%s) and its share of the machine's measured "
                        "matrix-multiply peak" % ("forward and backward" if task == "cnn" else "forward"))
         if task == "rnn":
@@ -157,7 +165,7 @@ def render(records, rows, roofline=None, notes=None):
             for c in task_cols:
                 rec = best.get((task, row, c))
                 if rec:
-                    cells.append(cell(rec, peak_for(c, roofline)) + (" †" if rec.get("_stale_steps") else ""))
+                    cells.append(cell(rec, peaks[c]) + (" †" if rec.get("_stale_steps") else ""))
                 elif (task, row) in failed:
                     cells.append("failed")
                 else:
@@ -197,7 +205,7 @@ def render(records, rows, roofline=None, notes=None):
             listed.add(tag)
             example = next(r for k, r in best.items() if k[2] == col)
             env = example.get("environment", {})
-            peak = peak_for(col, roofline)
+            peak = peaks[col]
             roof = "" if not peak else "; peak %.0f GFLOP/s (float32 %d x %d matmul, %s, numpy %s)" % (
                 peak["peak_gflops"], peak["size"], peak["size"], peak["blas"], peak["numpy"])
             runs = [[x for x in r.get("harness", {}).get("machine_gflops_before_after", []) if x]

@@ -41,22 +41,25 @@ def measure(size, repeats):
 
 def hardware(threads):
     gpus = envinfo.nvidia_gpus()
-    return {"kind": "cpu", "name": envinfo.cpu_model(), "threads": threads,
+    return {"kind": "cpu", "name": envinfo.cpu_model(), "threads": threads, "cpu_id": envinfo.cpu_id(),
             "gpus": [g["name"] for g in gpus]}
 
 
-def entry_for(data, name, threads):
-    """The roofline file's entry (loaded as `data`) for this CPU name and thread count, or None."""
-    for m in data.get("machines", []):
-        if (m["hardware"]["name"], m["hardware"]["threads"]) == (name, threads):
-            return m
-    return None
+def entry_for(data, name, threads, cpu_id=None):
+    """The roofline file's entry (loaded as `data`) for this CPU name, thread count and cpu_id
+    (envinfo.cpu_id(): one model name may cover CPUs of different generations), or None. An entry
+    of the same CPU kind comes before one measured without a cpu_id."""
+    same = [m for m in data.get("machines", [])
+            if (m["hardware"]["name"], m["hardware"]["threads"]) == (name, threads)
+            and envinfo.same_cpu(m["hardware"].get("cpu_id"), cpu_id)]
+    return next((m for m in same if m["hardware"].get("cpu_id")), same[0] if same else None)
 
 
 def update(path, entry):
-    """Keep one entry per (CPU, threads) in the roofline file."""
+    """Keep one entry per (CPU, threads): a new measurement replaces the entry it matches."""
     data = json.loads(path.read_text()) if path.exists() else {"machines": []}
-    old = entry_for(data, entry["hardware"]["name"], entry["hardware"]["threads"])
+    hw = entry["hardware"]
+    old = entry_for(data, hw["name"], hw["threads"], hw.get("cpu_id"))
     data["machines"] = [m for m in data["machines"] if m is not old] + [entry]
     write_json_atomic(str(path), data)
 

@@ -67,8 +67,11 @@ def read_record(path):
 
 
 def measured_here(rec):
-    """Whether a record's device is this machine's: the same CPU and thread count, or one of its GPUs."""
+    """Whether a record's device is this machine's: the same CPU (name, and kind where the record
+    names it: envinfo.cpu_id()) and thread count, or one of its GPUs."""
     dev = rec.get("device") or {}
+    if not envinfo.same_cpu((rec.get("environment") or {}).get("cpu_id"), envinfo.cpu_id()):
+        return False
     if dev.get("kind", "cpu") == "cpu":
         return dev.get("name") == envinfo.cpu_model() and dev.get("threads") in (None, envspec.thread_count())
     return dev.get("name") in [g["name"] for g in envinfo.nvidia_gpus()]
@@ -180,7 +183,7 @@ def slow_machine_warning(rate, roofline_file=envspec.ROOT / "results" / "rooflin
     if not rate or not Path(roofline_file).exists():
         return None
     entry = roofline.entry_for(json.loads(Path(roofline_file).read_text()), envinfo.cpu_model(),
-                               envspec.thread_count())
+                               envspec.thread_count(), envinfo.cpu_id())
     if not entry or rate >= below * entry["peak_gflops"]:
         return None
     peak = entry["peak_gflops"]

@@ -37,6 +37,22 @@ def test_roofline_keeps_one_entry_per_machine(tmp_path):
     assert sorted((m["hardware"]["name"], m["peak_gflops"]) for m in machines) == [("A", 120.0), ("B", 50.0)]
 
 
+def test_roofline_tells_cpu_generations_apart(tmp_path):
+    """One model name ("AMD EPYC") covers CPUs with and without AVX-512: their peaks stay apart."""
+    path = tmp_path / "roofline.json"
+    milan = {"vendor": "AuthenticAMD", "family": "25", "model": "1", "vector_flags": ["avx2", "fma"]}
+    genoa = dict(milan, model="17", vector_flags=["avx2", "fma", "avx512f"])
+    roofline.update(path, {"hardware": {"name": "AMD EPYC", "threads": 2}, "peak_gflops": 200.0})  # no cpu_id
+    roofline.update(path, {"hardware": {"name": "AMD EPYC", "threads": 2, "cpu_id": milan}, "peak_gflops": 140.0})
+    roofline.update(path, {"hardware": {"name": "AMD EPYC", "threads": 2, "cpu_id": genoa}, "peak_gflops": 210.0})
+    data = json.loads(path.read_text())
+    assert sorted(m["peak_gflops"] for m in data["machines"]) == [140.0, 210.0], "the unidentified entry is replaced"
+    assert roofline.entry_for(data, "AMD EPYC", 2, milan)["peak_gflops"] == 140.0
+    assert roofline.entry_for(data, "AMD EPYC", 2, genoa)["peak_gflops"] == 210.0
+    assert roofline.entry_for(data, "AMD EPYC", 4, genoa) is None
+    assert roofline.entry_for(data, "AMD EPYC", 2, dict(milan, model="160")) is None
+
+
 def test_roofline_rejects_bad_arguments():
     proc = run_script("roofline.py", "--size", "10")
     assert proc.returncode != 0 and "--size" in proc.stdout

@@ -169,6 +169,9 @@ def test_record_from_another_machine_is_kept(tmp_path):
     rec["device"]["threads"] = run_matrix.envspec.thread_count()
     path.write_text(json.dumps(rec))
     assert run_matrix.resume_decision(path, tmp_path) == (True, "done already (use --force to re-run)")
+    rec["environment"] = {"cpu_id": dict(common.envinfo.cpu_id(), family="999")}  # same name, another CPU
+    path.write_text(json.dumps(rec))
+    assert run_matrix.resume_decision(path, tmp_path)[1].startswith("its record was measured on another machine")
     rec["status"] = "failed"
     path.write_text(json.dumps(rec))
     assert run_matrix.resume_decision(path, tmp_path) == (False, None)
