@@ -9,8 +9,8 @@
 Executed notebooks and records go to results/<profile>/ (or --out). A notebook whose `ok` record
 is already there is skipped (resume) unless --force, or unless the code of its timed steps has
 changed since (scripts/stale_records.py); a record from another machine is never replaced without
---force. A failing notebook gets a `failed` record and
-the others go on; the exit status is non-zero when anything failed.
+--force. A failing notebook gets a `failed` record and the others go on; the exit status is
+non-zero when anything failed.
 
 --amp sets the notebooks' MIXED_PRECISION parameter (float32 weights, float16 or bfloat16 products, as
 each notebook chooses and records); records go to results/<profile>-amp/ and form their own table

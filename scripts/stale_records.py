@@ -4,10 +4,11 @@
     python scripts/stale_records.py [--results results] [--notebooks notebooks]
 
 A record's executed copy (the .ipynb beside it) holds the code that ran. Every step of a notebook
-but the checks (photographs, Fidelity) and the record (the step tags of tag_steps.py) shapes the
-timed figures: set-up, data, model, the timed loops. When one of those steps' code differs between the executed copy and the
-source notebook, the record is stale: its figures describe an earlier version of the notebook.
-The README marks such cells, and run_matrix.py re-runs such notebooks when it resumes.
+(the step tags of tag_steps.py) shapes the timed figures, except the checks (photographs,
+Fidelity) and the record: set-up, data, model, the timed loops. When one of those steps' code
+differs between the executed copy and the source notebook, the record is stale: its figures
+describe an earlier version of the notebook. The README marks such cells, and run_matrix.py
+re-runs such notebooks when it resumes.
 """
 import argparse
 import json
@@ -54,10 +55,10 @@ def record_changes(record_path, notebooks_dir):
         name = json.loads(record_path.read_text())["notebook"]
     except (OSError, ValueError, KeyError):
         return None
-    source = Path(notebooks_dir) / (name + ".ipynb")
-    if not (executed.exists() and source.exists()):
+    source_nb = Path(notebooks_dir) / (name + ".ipynb")
+    if not (executed.exists() and source_nb.exists()):
         return None
-    return changed_steps(source, executed)
+    return changed_steps(source_nb, executed)
 
 
 def main(argv=None):
