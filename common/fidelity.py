@@ -43,6 +43,13 @@ TOLERANCES = {
     "rnn": {"outputs": 1e-5, "step_outputs": 1e-5, "step_loss": 1e-5},
     "inference": {"outputs": 1e-4},
 }
+# With the max pool's gradient to every tied maximum, the step also depends on which of the
+# reference's exact float64 ties stay ties in float32. A float32 GEMM need not give two identical
+# patches the same result: OpenBLAS's AVX2 kernels on a Zen 3 EPYC put them up to 1.3e-5 apart (on
+# values near 20), so Theano's convolutions broke some of the 99 ties and its step landed 1.0e-5 to
+# 1.2e-5 from the reference (AVX-512 kernels: 2e-7). Between all ties kept (0) and all broken
+# (the "first" variant, 6e-5 off) this tolerance still tells the two variants apart.
+TIED_POOL_STEP_TOLERANCE = 3e-5
 CNN_CONVS = (("conv1", 3, 50), ("conv2", 50, 50), ("conv3", 50, 100), ("conv4", 100, 100))
 CNN_DENSES = (("dense1", 100 * 8 * 8, 512), ("dense2", 512, N_CLASSES))
 GRU_GATES = ("r", "z", "n")
@@ -536,8 +543,10 @@ class Check(object):
         if self.task == "inference":
             raise ValueError("the inference task has no training step")
         tol = TOLERANCES[self.task]
+        step_tol = (TIED_POOL_STEP_TOLERANCE if self.variant.get("pool_gradient") == "all"
+                    else tol["step_outputs"])
         got, want = self._comparable(outputs_after, self._after, kind)
-        ok = self._compare("after one step", got, want, tol["step_outputs"])
+        ok = self._compare("after one step", got, want, step_tol)
         want = cross_entropy(self._after, self.y)
         if loss_after is None:
             got = np.asarray(outputs_after, dtype=np.float64)
