@@ -183,7 +183,7 @@ def render(records, rows, roofline=None, notes=None):
         if stale:
             out.append("\n† Measured with an earlier version of the notebook, whose steps named here have "
                        "changed since (scripts/stale_records.py); the runner re-runs such notebooks when it "
-                       "resumes: %s." % "; ".join(stale))
+                       "resumes on the machine that measured them: %s." % "; ".join(stale))
         if task_recs:
             out.append("\n![%s](results/plots/%s.png)\n" % (title, task))
         else:
