@@ -1,13 +1,16 @@
 # Quick start:  make cpu   (set-up, real data, every notebook on the cpu profile, README tables and pages)
 #               make test  (set-up, real data, the test suite)
+# The set-up builds the GPU environments where nvidia-smi lists a GPU; SETUP_ARGS passes options
+# to it, e.g. SETUP_ARGS="--device cpu" or SETUP_ARGS="--use-python torch-gpu=/usr/bin/python3".
 PY ?= python3
 TOOLS = $(shell $(PY) scripts/envspec.py python tools)
 ENVS ?=
+SETUP_ARGS ?=
 RUN_ARGS ?=
 
 .PHONY: setup data cpu full smoke fidelity tables test
 setup:
-	$(PY) scripts/setup_env.py $(ENVS)
+	$(PY) scripts/setup_env.py $(SETUP_ARGS) $(ENVS)
 
 data: setup
 	$(TOOLS) scripts/fetch_data.py

@@ -74,20 +74,29 @@ def thread_settings():
     return dict((n, os.environ[n]) for n in names if n in os.environ)
 
 
+GPU_QUERY = ("name", "driver_version", "memory.total", "compute_cap")
+
+
 def nvidia_gpus():
-    """[{name, driver, memory}] from nvidia-smi, or [] where there is none."""
-    try:
-        out = subprocess.check_output(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            stderr=subprocess.STDOUT, universal_newlines=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            gpus.append({"name": parts[0], "driver": parts[1], "memory": parts[2]})
-    return gpus
+    """[{name, driver, memory, compute_cap}] from the nvidia-smi first on PATH, or [] where there is
+    none or it fails. compute_cap ("9.0") is None where nvidia-smi is too old to report it."""
+    for fields in (GPU_QUERY, GPU_QUERY[:3]):  # an nvidia-smi before 510 refuses compute_cap
+        try:
+            out = subprocess.check_output(
+                ["nvidia-smi", "--query-gpu=" + ",".join(fields), "--format=csv,noheader"],
+                stderr=subprocess.STDOUT, universal_newlines=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        except subprocess.CalledProcessError:
+            continue
+        gpus = []
+        for line in out.strip().splitlines():
+            parts = [p.strip() for p in line.rsplit(",", len(fields) - 1)]  # the name may hold commas
+            if len(parts) == len(fields):
+                gpus.append({"name": parts[0], "driver": parts[1], "memory": parts[2],
+                             "compute_cap": parts[3] if len(parts) > 3 else None})
+        return gpus
+    return []
 
 
 def environment_info(versions=None):
@@ -115,5 +124,6 @@ def print_environment(info):
     print("CPU:      %s (%s cores, %s threads in use)" % (info["cpu"], info["cores"], info["threads"]))
     print("Memory:   %s GiB" % info["memory_gib"])
     for gpu in info["gpus"]:
-        print("GPU:      %s (driver %s, %s)" % (gpu["name"], gpu["driver"], gpu["memory"]))
+        print("GPU:      %s (driver %s, %s, compute capability %s)"
+              % (gpu["name"], gpu["driver"], gpu["memory"], gpu.get("compute_cap") or "unknown"))
     print("Versions: " + ", ".join("%s %s" % kv for kv in sorted(info["versions"].items())))

@@ -1,11 +1,13 @@
 """Result records: one JSON file per executed notebook, written atomically."""
 import datetime
 import json
+import math
 import os
+import re
 import subprocess
 import tempfile
 
-from . import envinfo, provenance
+from . import envinfo, precision, provenance
 
 SCHEMA = 1
 TASKS = ("cnn", "rnn", "inference")
@@ -55,21 +57,171 @@ def default_record_dir(profile):
     return os.environ.get("ROSETTA_RECORD_DIR") or os.path.join(REPO_ROOT, "results", profile)
 
 
+class RecordError(ValueError):
+    """A record that cannot be used: unreadable, not JSON, or failing validate(). str() is
+    "<path>: <reason>" when the file is known, else the reason alone."""
+
+    def __init__(self, reason, path=None):
+        ValueError.__init__(self, "%s: %s" % (path, reason) if path else reason)
+        self.reason, self.path = reason, path
+
+
+STATUSES = ("ok", "failed", "skipped")  # failed and skipped records say why in `error`
+# What each metric must be, where a record has it (None counts as absent); others are not checked.
+METRIC_KINDS = {
+    "test_accuracy": "fraction",
+    "train_seconds": "positive", "test_seconds": "positive", "compile_seconds": "positive",
+    "inference_seconds": "positive", "seconds_per_1000_images": "positive",
+    "images_per_second": "positive", "parameters": "count",
+}
+PARAM_KINDS = {"epochs": "count", "batchsize": "count", "batch_size": "count",
+               "train_images": "count", "train_sequences": "count"}
+WANTED = {"fraction": "a number in [0, 1]", "positive": "a positive number",
+          "count": "a positive integer", "nonnegative": "a number >= 0"}
+
+
+def _shown(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_number(value):
+    """A finite int or float; bools are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _fits(value, kind):
+    if kind == "count":
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    if not _is_number(value):
+        return False
+    return {"fraction": 0 <= value <= 1, "positive": value > 0, "nonnegative": value >= 0}[kind]
+
+
+def _check(name, value, kind):
+    if not _fits(value, kind):
+        raise RecordError("%s is %s, not %s" % (name, _shown(value), WANTED[kind]))
+
+
+def _check_type(name, value, types, wanted, optional=True):
+    if not (isinstance(value, types) or (optional and value is None)):
+        raise RecordError("%s is %s, not %s" % (name, _shown(value), wanted))
+
+
+def _check_passes(passes):
+    """metrics.inference_passes: the summary of timing.time_passes."""
+    _check_type("metrics.inference_passes", passes, dict, "a dict")
+    _check("metrics.inference_passes.repeats", passes.get("repeats"), "count")
+    for key in ("min", "median", "max"):
+        _check("metrics.inference_passes." + key, passes.get(key), "positive")
+    if not passes["min"] <= passes["median"] <= passes["max"]:
+        raise RecordError("metrics.inference_passes has min %s, median %s, max %s: not in order"
+                          % (passes["min"], passes["median"], passes["max"]))
+    seconds = passes.get("seconds")
+    if not isinstance(seconds, list) or len(seconds) != passes["repeats"]:
+        raise RecordError("metrics.inference_passes.seconds is %s, not a list of %d times"
+                          % (_shown(seconds), passes["repeats"]))
+    for i, value in enumerate(seconds):
+        _check("metrics.inference_passes.seconds[%d]" % i, value, "positive")
+
+
+def _check_cpu_id(cpu_id):
+    _check_type("environment.cpu_id", cpu_id, dict, "a dict")
+    if cpu_id and cpu_id.get("model"):  # the tables name vendor, family, model and vector flags
+        for key in ("vendor", "family"):
+            if key not in cpu_id:
+                raise RecordError("environment.cpu_id lacks %r" % key)
+        flags = cpu_id.get("vector_flags")
+        if not (isinstance(flags, list) and all(isinstance(f, str) for f in flags)):
+            raise RecordError("environment.cpu_id.vector_flags is %s, not a list of strings" % _shown(flags))
+
+
+def _check_harness(harness):
+    _check_type("harness", harness, dict, "a dict", optional=False)
+    for key in ("notebook_wall_seconds", "timed_seconds", "untimed_seconds"):
+        if harness.get(key) is not None:
+            _check("harness." + key, harness[key], "nonnegative")
+    rates = harness.get("machine_gflops_before_after")
+    _check_type("harness.machine_gflops_before_after", rates, list, "a list")
+    for i, rate in enumerate(rates or []):
+        if rate is not None:
+            _check("harness.machine_gflops_before_after[%d]" % i, rate, "positive")
+
+
+def _check_fidelity(fid):
+    _check_type("fidelity", fid, dict, "a dict")
+    if fid is None:
+        return
+    _check_type("fidelity.passed", fid.get("passed"), bool, "true or false", optional=False)
+    checks = fid.get("checks")
+    if not (isinstance(checks, list) and all(isinstance(c, dict) and isinstance(c.get("check"), str)
+                                             for c in checks)):
+        raise RecordError("fidelity.checks is %s, not a list of checks" % _shown(checks))
+
+
 def validate(record):
-    """Raise ValueError naming what is missing or wrong in a record."""
+    """Raise RecordError (a ValueError) naming the first thing missing or wrong in a record: its
+    keys and their types, its status (a failed or skipped record says why in `error`), and every
+    figure the tables, pages and runner use (accuracies in [0, 1], times and rates > 0, counts
+    positive integers, all finite; bools are not numbers)."""
+    if not isinstance(record, dict):
+        raise RecordError("not a JSON object but %s" % type(record).__name__)
+    if "schema" not in record:
+        raise RecordError("result record lacks 'schema'")
+    if type(record["schema"]) is not int or record["schema"] != SCHEMA:
+        raise RecordError("schema is %s, not %d" % (_shown(record["schema"]), SCHEMA))
     for key in ("notebook", "framework", "task", "profile", "status"):
         if not record.get(key):
-            raise ValueError("result record lacks %r" % key)
+            raise RecordError("result record lacks %r" % key)
+        _check_type(key, record[key], str, "a string", optional=False)
     if record["task"] not in TASKS:
-        raise ValueError("task %r is not one of %s" % (record["task"], TASKS))
-    if record["status"] not in ("ok", "failed"):
-        raise ValueError("status must be 'ok' or 'failed', not %r" % record["status"])
-    if record["status"] == "failed" and not record.get("error"):
-        raise ValueError("a failed record must say why (error)")
+        raise RecordError("task %r is not one of %s" % (record["task"], TASKS))
+    if record["status"] not in STATUSES:
+        raise RecordError("status is %r, not one of %s" % (record["status"], STATUSES))
+    error = record.get("error")
+    _check_type("error", error, str, "a string")
+    if record["status"] != "ok" and not (error and error.strip()):
+        raise RecordError("a %s record must say why (error)" % record["status"])
+    for key in ("metrics", "params", "device"):
+        _check_type(key, record.get(key), dict, "a dict", optional=False)
+    for key in ("versions", "environment", "data_source"):
+        _check_type(key, record.get(key), dict, "a dict")
+    for key in ("started_at", "finished_at"):
+        _check_type(key, record.get(key), str, "a string")
+    _check_type("synthetic_data", record.get("synthetic_data"), bool, "true or false")
+
+    metrics = record["metrics"]
     if record["status"] == "ok":
-        missing = [m for m in REQUIRED_METRICS[record["task"]] if record["metrics"].get(m) is None]
+        missing = [m for m in REQUIRED_METRICS[record["task"]] if metrics.get(m) is None]
         if missing:
-            raise ValueError("%s record lacks metrics %s" % (record["task"], missing))
+            raise RecordError("%s record lacks metrics %s" % (record["task"], missing))
+    for name, kind in sorted(METRIC_KINDS.items()):
+        if metrics.get(name) is not None:
+            _check("metrics." + name, metrics[name], kind)
+    if metrics.get("inference_passes") is not None:
+        _check_passes(metrics["inference_passes"])
+
+    params = record["params"]
+    for name, kind in sorted(PARAM_KINDS.items()):
+        if params.get(name) is not None:
+            _check("params." + name, params[name], kind)
+    _check_type("params.gru_variant", params.get("gru_variant"), str, "a string")
+    _check_type("params.mixed_precision", params.get("mixed_precision"), (bool, str), "true, false or a type")
+
+    device = record["device"]
+    for key in ("kind", "name"):
+        _check_type("device." + key, device.get(key), str, "a string")
+    if device.get("threads") is not None:
+        _check("device.threads", device["threads"], "count")
+    _check_cpu_id((record.get("environment") or {}).get("cpu_id"))
+    if "harness" in record:
+        _check_harness(record["harness"])
+    _check_fidelity(record.get("fidelity"))
 
 
 class Run(object):
@@ -129,21 +281,75 @@ class Run(object):
 
 
 def start_run(notebook, framework, task, profile, record_dir=None):
+    """The run of a notebook, begun at its Set-up; stops a notebook asked for mixed precision that
+    has no such path (common.precision)."""
+    precision.check_mixed_precision(notebook)
     return Run(notebook, framework, task, profile, record_dir)
 
 
-def load_records(folder):
-    """Every record (*.json with a schema key) under `folder`, recursively."""
-    records = []
-    for dirpath, _, files in os.walk(folder):
+RECORD_NAME = re.compile(r"^.+_(CNN|RNN|Inference)(\.failed)?\.json$")  # as run_matrix.py writes them
+
+
+def _parse(path):
+    """The JSON in `path`; RecordError when it cannot be read or parsed (a truncated file)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecordError("cannot be read (%s)" % (getattr(e, "strerror", None) or e), path)
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise RecordError("invalid JSON%s (%s)" % (", empty file" if not text.strip() else "", e), path)
+
+
+def load_record(path):
+    """The record at `path`, validated, with "_path" set; RecordError("<path>: <reason>") when the
+    file cannot be read, is not JSON (a truncated file), is not an object, or fails validate()."""
+    record = _parse(path)
+    try:
+        validate(record)
+    except RecordError as e:
+        raise RecordError(e.reason, path)
+    record["_path"] = path
+    return record
+
+
+def load_records(folder, problems=None):
+    """Every valid record under `folder`, recursively, each with "_path" set.
+
+    A *.json file is taken for a record when it is named like one
+    (<Framework>_<CNN|RNN|Inference>[.failed].json), when it holds an object with a "notebook" or
+    "status" key (not "schema": fidelity.json has one too), or when it cannot be read or parsed
+    and lies in a subfolder of `folder` (results/<profile>/). A record that fails validate() is
+    left out and, when `problems` is a list, (path, reason) is appended to it. Other JSON
+    (results/roofline.json, fidelity.json, layer_ceiling.json) is not a record and is ignored, as
+    are files and folders whose names begin with a dot (atomic writes in progress, the runner's
+    staging folders)."""
+    records, found = [], []
+    for dirpath, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        top_level = os.path.abspath(dirpath) == os.path.abspath(folder)
         for name in sorted(files):
-            if name.endswith(".json") and not name.startswith("."):
-                with open(os.path.join(dirpath, name)) as f:
-                    try:
-                        data = json.load(f)
-                    except ValueError:
-                        continue
-                if isinstance(data, dict) and "schema" in data and "notebook" in data:
-                    data["_path"] = os.path.join(dirpath, name)
-                    records.append(data)
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            path = os.path.join(dirpath, name)
+            named_like_one = RECORD_NAME.match(name)
+            try:
+                data = _parse(path)
+            except RecordError as e:
+                if named_like_one or not top_level:
+                    found.append((path, e.reason))
+                continue
+            if not (named_like_one or isinstance(data, dict) and ("notebook" in data or "status" in data)):
+                continue  # some other JSON
+            try:
+                validate(data)
+            except RecordError as e:
+                found.append((path, e.reason))
+                continue
+            data["_path"] = path
+            records.append(data)
+    if problems is not None:
+        problems.extend(found)
     return records

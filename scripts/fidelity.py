@@ -26,12 +26,12 @@ from common import records  # noqa: E402
 OUT = envspec.ROOT / "results" / "fidelity.json"
 
 
-def entry(item, record):
-    """One notebook's line of fidelity.json from its smoke record (or its absence)."""
+def entry(item, record, absent="no record: the notebook did not run"):
+    """One notebook's line of fidelity.json from its smoke record (or, if None, why it has none)."""
     path, prefix, task, env_name, row = item
     base = {"notebook": path.stem, "framework": row, "task": task}
     if record is None:
-        return dict(base, passed=False, error="no record: the notebook did not run")
+        return dict(base, passed=False, error=absent)
     if record.get("status") != "ok":
         return dict(base, passed=False, error=(record.get("error") or "failed").strip().splitlines()[-1])
     fid = record.get("fidelity")
@@ -48,8 +48,14 @@ def entry(item, record):
 
 
 def collect(items, folder):
-    by_name = dict((r["notebook"], r) for r in records.load_records(str(folder)))
-    return [entry(item, by_name.get(item[0].stem)) for item in items]
+    problems = []
+    by_name = dict((r["notebook"], r) for r in records.load_records(str(folder), problems))
+    invalid = {}
+    for path, reason in problems:
+        print("skipping %s: %s" % (path, reason), file=sys.stderr)
+        invalid[Path(path).stem] = "invalid record: " + reason
+    return [entry(item, by_name.get(item[0].stem), invalid.get(item[0].stem, "no record: the notebook did not run"))
+            for item in items]
 
 
 def merge(old_file, new_entries):

@@ -5,7 +5,10 @@
 
 Only `ok` records measured on real data reach a table (smoke and synthetic runs never do). One
 column per profile and hardware; every framework of environments.toml keeps its row, marked
-"failed" or "not run yet" where it has no result. --check exits non-zero when the README is stale.
+"failed", "skipped: <why>" or "not run yet" where it has no result. --check exits non-zero when the
+README is stale. A record that does not pass common.records.validate (or a truncated one) is left
+out with a line "skipping FILE: reason" on stderr; the README and plots are written from the
+others, and the exit status is non-zero.
 """
 import argparse
 import csv
@@ -19,7 +22,7 @@ import envspec  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
 from common.flops import FLOPS_PER_IMAGE  # noqa: E402
-from common.records import load_records  # noqa: E402
+from common.records import RecordError, load_records, validate  # noqa: E402
 from roofline import entry_for as roofline_entry  # noqa: E402
 from stale_records import HEADINGS, record_changes  # noqa: E402
 
@@ -43,15 +46,24 @@ def publishable(rec):
 
 
 def latest(records):
-    """The newest record per (task, framework, column), and per (task, framework) failures."""
-    best, failed = {}, {}
+    """The newest record per (task, framework, column), and per (task, framework) the newest
+    failed or skipped one."""
+    best, unrun = {}, {}
     for rec in sorted(records, key=lambda r: r.get("finished_at") or ""):
         key = (rec["task"], rec["framework"])
         if publishable(rec):
             best[key + (column_key(rec),)] = rec
-        elif rec.get("status") == "failed" and rec.get("profile") != "smoke":
-            failed[key] = rec
-    return best, failed
+        elif rec.get("status") in ("failed", "skipped") and rec.get("profile") != "smoke":
+            unrun[key] = rec
+    return best, unrun
+
+
+def unrun_text(rec):
+    """A table cell for a failed or skipped record: "failed", or "skipped: <its reason, short>"."""
+    if rec["status"] != "skipped":
+        return "failed"
+    reason = rec["error"].strip().splitlines()[0].replace("|", "/")
+    return "skipped: " + (reason if len(reason) <= 80 else reason[:77].rstrip() + "...")
 
 
 def achieved_gflops(rec):
@@ -81,6 +93,10 @@ def peak_for(col, roofline, cpu_id=None):
 
 
 def cell(rec, peak=None):
+    try:  # load_records validated it; a record from elsewhere must not print impossible figures
+        validate(rec)
+    except RecordError as e:
+        raise RecordError(e.reason, rec.get("_path") or rec.get("notebook"))
     m = rec["metrics"]
     if rec["task"] == "inference":
         text = "%.1f s (%.0f img/s)" % (m["seconds_per_1000_images"], m["images_per_second"])
@@ -93,7 +109,7 @@ def cell(rec, peak=None):
     else:
         text = "%.1f%% in %.0f s" % (100 * m["test_accuracy"], m["train_seconds"])
     rate = achieved_gflops(rec)
-    if rate is not None and peak:
+    if rate and peak and peak.get("peak_gflops", 0) > 0:
         text += "; %.0f GFLOP/s, %.0f%% of peak" % (rate, 100 * rate / peak["peak_gflops"])
     return text
 
@@ -135,7 +151,7 @@ def hardware_tags(best):
 
 def render(records, rows, roofline=None, notes=None):
     roofline, notes = roofline or {}, notes or {}
-    best, failed = latest(records)
+    best, unrun = latest(records)
     cols = sorted({k[2] for k in best})
     hardware = hardware_tags(best)
     peaks = {c: peak_for(c, roofline, column_cpu_id(c, best.values())) for c in cols}
@@ -166,8 +182,8 @@ def render(records, rows, roofline=None, notes=None):
                 rec = best.get((task, row, c))
                 if rec:
                     cells.append(cell(rec, peaks[c]) + (" †" if rec.get("_stale_steps") else ""))
-                elif (task, row) in failed:
-                    cells.append("failed")
+                elif (task, row) in unrun:
+                    cells.append(unrun_text(unrun[(task, row)]))
                 else:
                     cells.append("not run yet")
             if not task_cols:
@@ -175,7 +191,8 @@ def render(records, rows, roofline=None, notes=None):
             if variant:
                 cells.insert(0, next((r["params"]["gru_variant"] for r in recs
                                       if r["params"].get("gru_variant")), ""))
-            status = "" if task_cols else (" (failed)" if (task, row) in failed else " (not run yet)")
+            status = "" if task_cols else " (%s)" % (unrun_text(unrun[(task, row)]) if (task, row) in unrun
+                                                     else "not run yet")
             out.append("| " + " | ".join([row + status] + cells + [framework_versions(recs)]) + " |")
         stale = ["%s (%s)" % (row, ", ".join(HEADINGS.get(step, step) for step in rec["_stale_steps"]))
                  for row in rows for c in task_cols
@@ -230,7 +247,7 @@ def harness_overhead(recs):
     by_task = OrderedDict()
     for task in TASK_TITLES:
         untimed = sorted(r["harness"]["untimed_seconds"] for r in recs
-                         if r["task"] == task and "harness" in r)
+                         if r["task"] == task and r.get("harness", {}).get("untimed_seconds") is not None)
         if untimed:
             by_task[task] = untimed
     if not by_task:
@@ -377,7 +394,10 @@ def main(argv=None):
     ap.add_argument("--check", action="store_true", help="fail if the README is not up to date")
     args = ap.parse_args(argv)
     results = Path(args.results)
-    records = [r for r in load_records(str(results)) if r.get("profile") != "smoke"]
+    problems = []
+    records = [r for r in load_records(str(results), problems) if r.get("profile") != "smoke"]
+    for path, reason in problems:
+        print(f"skipping {path}: {reason}", file=sys.stderr)
     for rec in records:
         rec["_stale_steps"] = record_changes(rec["_path"], args.notebooks) if publishable(rec) else None
     roofline_file = results / "roofline.json"
@@ -393,12 +413,14 @@ def main(argv=None):
     if args.check:
         if new != text:
             sys.exit(f"{readme} is stale: run scripts/make_tables.py")
-        return 0
+        return 1 if problems else 0
     readme.write_text(new)
     plots = plot(records, results / "plots")
     print(f"{readme}: tables from {sum(publishable(r) for r in records)} records; plots: "
           + ", ".join(str(p) for p in plots))
-    return 0
+    if problems:
+        print(f"{len(problems)} record file(s) skipped: fix or remove them", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -9,27 +9,138 @@
 Executed notebooks and records go to results/<profile>/ (or --out). A notebook whose `ok` record
 is already there is skipped (resume) unless --force, or unless the code of its timed steps has
 changed since (scripts/stale_records.py); a record from another machine is never replaced without
---force. A failing notebook gets a `failed` record and the others go on; the exit status is
-non-zero when anything failed.
+--force. A record that does not pass common.records.load_record is reported ("FILE: reason") and
+its notebook runs again. A failing notebook gets a `failed` record and the others go on; the exit
+status is non-zero when anything failed.
+
+A previous result is never lost. Each notebook runs in a staging folder, <out>/.staging-<name>/
+(papermill's executed notebook, and the record: the notebook's RECORD_DIR points there). Only a
+complete run whose record is ok is moved into place: the executed notebook first, the record
+last, so that a reader who sees the new record also sees its notebook (Ctrl-C and the signals
+below are held back between the two moves; a runner killed between them has its record moved in
+at the next start). A failure beside a kept ok record goes to <name>.failed.json (and its
+executed notebook to <name>.failed.ipynb), which a later ok run removes; without an ok record it
+is written as <name>.json. The next start removes what an interrupted run left in staging.
+
+Stopping. SIGTERM and SIGHUP end the runner like Ctrl-C (unless ignored when it started, as under
+nohup): the running notebook is killed, nothing is recorded for it, its previous result stays, and
+the exit status is 128 + the signal's number. Each papermill runs under a guard process (this
+script with --guard; Linux: prctl and /proc), started in its own session, that the kernel cannot
+escape: the guard is a child subreaper (the kernel, which jupyter_client starts in a session of its
+own, stays its descendant even when papermill dies) and gets SIGTERM when the runner dies, even by
+SIGKILL (PR_SET_PDEATHSIG); told to stop, or once papermill exits, it SIGKILLs every process below
+it. Papermill itself dies with the guard (PR_SET_PDEATHSIG, SIGKILL). One runner per output folder:
+<out>/.runner.lock (flock, so a crash releases it) names the runner's pid, host and start; a second
+runner on the folder exits at once, and a lock left by a runner that ended without releasing it is
+taken over with a line saying so. The guard holds the lock too, so a runner started while a killed
+runner's processes are being stopped waits for that (up to 15 s).
+
+A kernel that is not registered is a failed record naming the set-up command, before papermill
+starts.
 
 --amp sets the notebooks' MIXED_PRECISION parameter (float32 weights, float16 or bfloat16 products, as
 each notebook chooses and records); records go to results/<profile>-amp/ and form their own table
-column. Notebooks without that parameter (no mixed-precision path yet) are listed and left out.
+column. Every notebook declares MIXED_PRECISION; those whose steps (code cells tagged step:...,
+the parameters cell aside) do not use it have no mixed-precision path: they are listed and left out.
 """
 import argparse
+import contextlib
+import ctypes
+import fcntl
+import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+GUARD = "--guard"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36  # linux/prctl.h
+
+
+def prctl(option, value):
+    if ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(%d, %d) failed" % (option, value))
+
+
+def descendants(pid):
+    """The pids of the live processes below `pid` (Linux /proc; zombies left out)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if state != "Z":
+            children.setdefault(int(ppid), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
+def kill_descendants(deadline=10.0):
+    """SIGKILL every process below this one until none is left (or `deadline` seconds passed)."""
+    end = time.time() + deadline
+    while time.time() < end:
+        pids = descendants(os.getpid())
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:  # reap the orphans this subreaper was given
+                pass
+        time.sleep(0.05)
+
+
+def guard(runner_pid, cmd):
+    """The --guard process: run `cmd` (papermill); when it exits, when the guard is told to stop
+    (SIGTERM, SIGHUP, SIGINT), or when the runner dies, kill everything below the guard. Returns
+    papermill's exit status, or 128 + the signal's number."""
+    watched = set(STOP_SIGNALS) | {signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)  # taken with sigtimedwait below
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    status = 128 + signal.SIGTERM
+    if os.getppid() == runner_pid:  # else the runner died before prctl
+
+        def in_papermill():
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # should the guard itself be SIGKILLed
+
+        papermill = subprocess.Popen(cmd, preexec_fn=in_papermill)
+        while True:
+            info = signal.sigtimedwait(watched, 1.0)  # the timeout: a SIGCHLD may merge with another
+            if info and info.si_signo != signal.SIGCHLD:
+                status = 128 + info.si_signo
+                break
+            if papermill.poll() is not None:
+                status = papermill.returncode
+                break
+    kill_descendants()
+    return status
+
+
+if __name__ == "__main__" and sys.argv[1:2] == [GUARD]:
+    # Before the imports below: numpy's threads would not block the signals the guard waits for,
+    # and a SIGTERM taken by one of them would end the guard before it killed the run.
+    sys.exit(guard(int(sys.argv[2]), sys.argv[3:]))
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envspec  # noqa: E402
 import roofline  # noqa: E402
 import stale_records  # noqa: E402
+from tag_steps import PREFIX as STEP_TAG  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
 from common import envinfo, records  # noqa: E402
@@ -39,6 +150,10 @@ NOISE = re.compile(r"^(Executing|Ending) Cell \d+-*$|^(Input|Output) Notebook:|^
                    r"|^\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption")
 TASKS = {"CNN": "cnn", "RNN": "rnn", "Inference": "inference"}
 NOTEBOOK_NAME = re.compile(r"^(?P<framework>.+)_(?P<task>CNN|RNN|Inference)$")
+LOCK_FILE = ".runner.lock"
+LOCK_WAIT = 15.0  # seconds a runner waits for the processes of a dead runner to be stopped
+STAGING = ".staging-"  # + notebook name: a folder in the output folder
+FAILED = ".failed"  # <name>.failed.json: a failure beside a kept ok record
 
 
 def discover(notebooks_dir, spec):
@@ -57,13 +172,13 @@ def discover(notebooks_dir, spec):
     return found
 
 
-def read_record(path):
-    import json
+def ok_record(path):
+    """The record at `path` if it is a valid `ok` one, else None."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        rec = records.load_record(str(path)) if Path(path).exists() else None
+    except records.RecordError:
         return None
+    return rec if rec and rec["status"] == "ok" else None
 
 
 def measured_here(rec):
@@ -80,9 +195,16 @@ def measured_here(rec):
 def resume_decision(record_path, notebooks_dir):
     """(skip, why) for a notebook whose output folder may hold a record: an `ok` record is kept,
     unless the code of its notebook's timed steps has changed since (then it runs again); one
-    from another machine is kept in any case (replacing it would drop that machine's figure)."""
-    rec = read_record(record_path)
-    if not rec or rec.get("status") != "ok":
+    from another machine is kept in any case (replacing it would drop that machine's figure).
+    An invalid record is named with its fault, and its notebook runs again."""
+    record_path = Path(record_path)
+    if not record_path.exists():
+        return False, None
+    try:
+        rec = records.load_record(str(record_path))
+    except records.RecordError as e:
+        return False, f"{e}; running it again"
+    if rec["status"] != "ok":
         return False, None
     dev = rec.get("device") or {}
     if not measured_here(rec):
@@ -92,17 +214,34 @@ def resume_decision(record_path, notebooks_dir):
     if steps:
         return False, "running again: %s changed since its record" % ", ".join(
             stale_records.HEADINGS.get(step, step) for step in steps)
-    return True, "done already (use --force to re-run)"
+    failure = record_path.with_name(record_path.stem + FAILED + ".json")
+    return True, "done already (use --force to re-run)" + (
+        f"; its last re-run failed: {failure.name}" if failure.exists() else "")
 
 
-def has_parameter(nb_path, name):
-    """Whether the notebook's `parameters` cell assigns `name`."""
-    import json
-    with open(nb_path) as f:
-        cells = json.load(f)["cells"]
-    pattern = re.compile(r"^%s\s*=" % re.escape(name), re.M)
-    return any("parameters" in c.get("metadata", {}).get("tags", []) and pattern.search("".join(c["source"]))
-               for c in cells)
+def has_mixed_precision_path(nb_path):
+    """Whether a step of the notebook (a code cell tagged step:...) uses MIXED_PRECISION; the
+    parameters cell, where every notebook declares it, and untagged cells do not count."""
+    for cell in json.loads(Path(nb_path).read_text())["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if (cell["cell_type"] == "code" and "parameters" not in tags and any(t.startswith(STEP_TAG) for t in tags)
+                and re.search(r"\bMIXED_PRECISION\b", "".join(cell["source"]))):
+            return True
+    return False
+
+
+def kernel_problem(env_name, jupyter_dirs):
+    """Why papermill could not start the environment's kernel (it is registered nowhere that
+    jupyter_client looks, JUPYTER_PATH being `jupyter_dirs`), or None."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    kernel = envspec.kernel_name(env_name)
+    dirs = [os.path.join(d, "kernels") for d in jupyter_dirs] + KernelSpecManager().kernel_dirs
+    try:
+        KernelSpecManager(kernel_dirs=dirs).get_kernel_spec(kernel)
+    except NoSuchKernel:
+        return (f"kernel {kernel!r} is not registered (papermill would stop with NoSuchKernel): run "
+                f"`python3 scripts/setup_env.py {env_name}`")
+    return None
 
 
 def papermill_command(nb, out_nb, kernel, profile, record_dir, notebooks_dir, amp=False):
@@ -112,37 +251,170 @@ def papermill_command(nb, out_nb, kernel, profile, record_dir, notebooks_dir, am
             + ["--cwd", str(notebooks_dir), "--log-output", "--no-progress-bar"])
 
 
-def run_one(item, args, spec, env):
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_held = None  # inside uninterrupted(): the signals that arrived meanwhile
+
+
+def on_stop_signal(signum, frame):
+    if _held is not None:
+        _held.append(signum)
+    else:
+        raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Hold Ctrl-C, SIGTERM and SIGHUP back until the block is done (not nestable)."""
+    global _held
+    _held = []
+    try:
+        yield
+    finally:
+        held, _held = _held, None
+        if held:
+            raise Interrupted(held[0])
+
+
+def start_guarded(cmd, env, lock_fd):
+    """Start `cmd` under a guard in a session of its own (its stdout and stderr: one text pipe).
+    The guard holds the output folder's lock until all it started is gone."""
+    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), GUARD, str(os.getpid())] + cmd,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, start_new_session=True, pass_fds=(lock_fd,))
+
+
+def stop_guarded(proc, grace=15.0):
+    """Have the guard kill the run; kill the guard's group (papermill too) if it is not gone in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def lock_output(out, wait=LOCK_WAIT):
+    """Take <out>/.runner.lock for this runner and return its descriptor; exit when another runner
+    holds it. A lock held on after its runner died (by the guard stopping that runner's notebook)
+    is waited for, up to `wait` seconds."""
+    path = Path(out) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    end = time.time() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            owner = lock_owner(fd)
+            if owner_alive(owner) or time.time() > end:
+                os.close(fd)
+                raise SystemExit(f"another runner (pid {owner.get('pid', '?')}) is using {out}"
+                                 + ("" if owner_alive(owner) else ": it has ended, but what it started is "
+                                    "still being stopped; try again in a moment"))
+            time.sleep(0.2)
+    owner = lock_owner(fd)
+    if owner:
+        print(f"{path}: runner pid {owner.get('pid')} ({owner.get('host')}, started {owner.get('started_at')}) "
+              "ended without releasing it: taken over", flush=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": records.now()}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
+    return fd
+
+
+def lock_owner(fd):
+    """{pid, host, started_at} written in the lock file, or {}."""
+    try:
+        owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def owner_alive(owner):
+    """Whether the lock's runner is alive (assumed so when it is unknown or on another host)."""
+    if not isinstance(owner.get("pid"), int) or owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def unlock_output(fd):
+    os.ftruncate(fd, 0)  # a clean end: no "taken over" line next time
+    os.close(fd)
+
+
+def clean_staging(out):
+    """Remove what interrupted runs left in staging; a record whose notebook had already been moved
+    in (the runner died between the two moves) is moved in too."""
+    for stage in sorted(Path(out).glob(STAGING + "*")):
+        name = stage.name[len(STAGING):]
+        staged = stage / (name + ".json")
+        if not (stage / (name + ".ipynb")).exists() and "harness" in (ok_record(staged) or {}):
+            os.replace(staged, Path(out) / staged.name)
+            print(f"{name}: moved in the record an interrupted runner had left in {stage.name}", flush=True)
+        else:
+            print(f"{name}: removed the unfinished run an interrupted runner left in {stage.name}", flush=True)
+        shutil.rmtree(stage)
+
+
+def run_one(item, args, spec, env, lock_fd):
     path, prefix, task, env_name, row = item
     out = Path(args.out)
-    out_nb, record_path = out / path.name, out / (path.stem + ".json")
+    stage = out / (STAGING + path.stem)
     python = envspec.env_python(spec, env_name)
     if not python.exists():
-        error = (f"environment {env_name!r} is not built: run "
-                 f"`python3 scripts/setup_env.py {env_name}`")
-        return write_failure(path.stem, row, task, args.profile, out, error)
-    if record_path.exists():
-        record_path.unlink()  # a stale record must not pass for this run's
+        return write_failure(item, args, f"environment {env_name!r} is not built: run "
+                                         f"`python3 scripts/setup_env.py {env_name}`")
+    problem = kernel_problem(env_name, env["JUPYTER_PATH"].split(os.pathsep))
+    if problem:
+        return write_failure(item, args, problem)
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        return run_staged(item, args, env, lock_fd, stage)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def run_staged(item, args, env, lock_fd, stage):
+    """Run the notebook into `stage`; move its executed notebook and ok record into place, or
+    record the failure."""
+    path, prefix, task, env_name, row = item
+    out = Path(args.out)
+    staged_nb, staged_record = stage / path.name, stage / (path.stem + ".json")
     rate_before = machine_rate()
     if args.profile != "smoke":
         warning = slow_machine_warning(rate_before)
         if warning:
             print("    " + warning, flush=True)
     start = time.time()
-    cmd = papermill_command(path, out_nb, envspec.kernel_name(env_name), args.profile,
-                            out.resolve(), path.parent.resolve(), args.amp)
-    log_tail, timed_out = [], threading.Event()
-    # Its own session, so that a kill also takes the kernel papermill started.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
+    cmd = papermill_command(path, staged_nb, envspec.kernel_name(env_name), args.profile,
+                            stage.resolve(), path.parent.resolve(), args.amp)
+    log_tail, timed_out, proc = [], threading.Event(), None
 
-    def kill():
+    def kill():  # the guard kills the run; the stream below then ends
         timed_out.set()
-        os.killpg(proc.pid, signal.SIGKILL)
+        proc.send_signal(signal.SIGTERM)
 
     watchdog = threading.Timer(args.timeout, kill)
-    watchdog.start()
     try:
+        with uninterrupted():  # no guard starts unknown to this runner
+            proc = start_guarded(cmd, env, lock_fd)
+        watchdog.start()
         for line in proc.stdout:  # stream the notebook's own progress lines
             if not args.quiet and line.strip() and not NOISE.match(line.strip()):
                 print("    " + line.rstrip(), flush=True)
@@ -150,18 +422,27 @@ def run_one(item, args, spec, env):
         proc.wait()
     finally:
         watchdog.cancel()
-        if proc.poll() is None:  # interrupted (Ctrl-C): do not leave the kernel behind
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc:
+            with uninterrupted():  # interrupted: do not leave the kernel behind
+                stop_guarded(proc)
     if timed_out.is_set():
-        return write_failure(path.stem, row, task, args.profile, out,
-                             f"timed out after {args.timeout:.0f} s")
+        return write_failure(item, args, f"timed out after {args.timeout:.0f} s", staged_nb)
     if proc.returncode != 0:
-        return write_failure(path.stem, row, task, args.profile, out,
-                             "papermill failed:\n" + "\n".join(log_tail))
-    if (read_record(record_path) or {}).get("status") != "ok":
-        return write_failure(path.stem, row, task, args.profile, out,
-                             "the notebook ran but wrote no ok record")
-    add_harness_time(record_path, time.time() - start, (rate_before, machine_rate()))
+        return write_failure(item, args, "papermill failed:\n" + "\n".join(log_tail), staged_nb)
+    if not staged_record.exists():
+        return write_failure(item, args, "the notebook ran but wrote no ok record", staged_nb)
+    try:
+        status = records.load_record(str(staged_record))["status"]
+    except records.RecordError as e:
+        return write_failure(item, args, f"the notebook ran but its record is invalid: {e}", staged_nb)
+    if status != "ok":
+        return write_failure(item, args, f"the notebook ran but wrote a {status!r} record", staged_nb)
+    add_harness_time(staged_record, time.time() - start, (rate_before, machine_rate()))
+    with uninterrupted():  # the notebook first: whoever sees the new record sees its notebook
+        os.replace(staged_nb, out / path.name)
+        os.replace(staged_record, out / staged_record.name)
+        for superseded in (out / (path.stem + FAILED + ".json"), out / (path.stem + FAILED + ".ipynb")):
+            superseded.unlink(missing_ok=True)
     return "ok"
 
 
@@ -212,11 +493,22 @@ def add_harness_time(record_path, wall_seconds, machine_gflops=(None, None)):
     records.write_json_atomic(str(record_path), rec)
 
 
-def write_failure(notebook, framework, task, profile, out, error):
-    run = records.Run(notebook, framework, task, profile, str(out))
-    rec = run.record("failed", error=error)
-    records.write_json_atomic(run.path, rec)
+def write_failure(item, args, error, executed=None):
+    """A `failed` record for the notebook (with its executed notebook, if any): beside a kept ok
+    record as <name>.failed.json and <name>.failed.ipynb, otherwise as <name>.json and <name>.ipynb."""
+    path, prefix, task, env_name, row = item
+    out = Path(args.out)
+    kept = ok_record(out / (path.stem + ".json"))
+    base = out / (path.stem + (FAILED if kept else ""))
+    rec = records.Run(path.stem, row, task, args.profile, str(out)).record("failed", error=error)
+    if executed and executed.exists():
+        os.replace(executed, str(base) + ".ipynb")
+    elif kept:
+        Path(str(base) + ".ipynb").unlink(missing_ok=True)  # an earlier failure's
+    records.write_json_atomic(str(base) + ".json", rec)
     print("    " + error.strip().splitlines()[-1], flush=True)
+    if kept:
+        print(f"    kept the previous ok record and executed notebook; this failure: {base.name}.json", flush=True)
     return "failed"
 
 
@@ -244,7 +536,7 @@ def main(argv=None):
     items = [i for i in items if (not args.frameworks or i[1] in args.frameworks)
              and (not args.tasks or i[2] in args.tasks)]
     if args.amp:
-        without = [i[0].stem for i in items if not has_parameter(i[0], "MIXED_PRECISION")]
+        without = [i[0].stem for i in items if not has_mixed_precision_path(i[0])]
         if without:
             print("No mixed-precision path (left out): " + ", ".join(without), flush=True)
         items = [i for i in items if i[0].stem not in without]
@@ -257,20 +549,38 @@ def main(argv=None):
                JUPYTER_PATH=os.pathsep.join(envspec.jupyter_path(spec)),
                PYTHONPATH=os.pathsep.join([str(envspec.ROOT)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)).rstrip(os.pathsep))
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    results, t0 = {}, time.time()
-    for n, item in enumerate(items, 1):
-        name = item[0].stem
-        skip, why = (False, None) if args.force else resume_decision(Path(args.out) / (name + ".json"),
-                                                                      args.notebooks)
-        if skip:
-            print(f"[{n}/{len(items)}] {name}: {why}", flush=True)
-            results[name] = "skipped"
-            continue
-        print(f"[{n}/{len(items)}] {name} ({args.profile}, kernel {envspec.kernel_name(item[3])})"
-              + (f": {why}" if why else ""), flush=True)
-        start = time.time()
-        results[name] = run_one(item, args, spec, env)
-        print(f"[{n}/{len(items)}] {name}: {results[name]} in {time.time() - start:.0f}s", flush=True)
+    previous_handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    for s, handler in previous_handlers.items():
+        if handler != signal.SIG_IGN:  # nohup, or a background job: left ignored
+            signal.signal(s, on_stop_signal)
+    results, t0, name, lock_fd = {}, time.time(), None, None
+    try:
+        lock_fd = lock_output(args.out)
+        clean_staging(args.out)
+        for n, item in enumerate(items, 1):
+            name = item[0].stem
+            skip, why = (False, None) if args.force else resume_decision(Path(args.out) / (name + ".json"),
+                                                                          args.notebooks)
+            if skip:
+                print(f"[{n}/{len(items)}] {name}: {why}", flush=True)
+                results[name] = "skipped"
+                continue
+            print(f"[{n}/{len(items)}] {name} ({args.profile}, kernel {envspec.kernel_name(item[3])})"
+                  + (f": {why}" if why else ""), flush=True)
+            start = time.time()
+            results[name] = run_one(item, args, spec, env, lock_fd)
+            print(f"[{n}/{len(items)}] {name}: {results[name]} in {time.time() - start:.0f}s", flush=True)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"interrupted ({signal.Signals(signum).name})" + (
+            f" while running {name}: stopped, nothing recorded for it, any previous result kept"
+            if name and name not in results else "") + f"; {len(results)} notebooks done before", flush=True)
+        return 128 + signum
+    finally:
+        if lock_fd is not None:
+            unlock_output(lock_fd)
+        for s, handler in previous_handlers.items():
+            signal.signal(s, handler)
     failed = sorted(k for k, v in results.items() if v == "failed")
     print(f"{len(results)} notebooks in {time.time() - t0:.0f}s: "
           f"{sum(v == 'ok' for v in results.values())} ok, "

@@ -308,14 +308,15 @@ bookmarks and links. Headers: the latest result on real data (cpu profile first,
        "rows": step_rows(task, nbs), "js": JS}
 
 
-def build(notebooks_dir, results_dir, out_dir):
-    """{file name: page} for every task that has notebooks."""
+def build(notebooks_dir, results_dir, out_dir, problems=None):
+    """{file name: page} for every task that has notebooks; record files that do not validate are
+    left out, and (path, reason) appended to `problems` if given."""
     table = {p: row for p, (_, row) in envspec.framework_table(envspec.load_spec()).items()}
     by_task = {}
     for path in sorted(Path(notebooks_dir).glob("*.ipynb")):
         nb = read_notebook(path)
         by_task.setdefault(nb["task"], {})[nb["prefix"]] = nb
-    records = load_records(str(results_dir)) if Path(results_dir).is_dir() else []
+    records = load_records(str(results_dir), problems) if Path(results_dir).is_dir() else []
     tasks = [t for t in TASK_TITLES if t in by_task]
     pages = {}
     for task in tasks:
@@ -358,17 +359,20 @@ def main(argv=None):
     ap.add_argument("--screenshot", action="store_true", help="also save <out>/screenshot.png")
     args = ap.parse_args(argv)
     out = Path(args.out)
+    problems = []
     try:
-        pages = build(args.notebooks, args.results, out)
+        pages = build(args.notebooks, args.results, out, problems)
     except ValueError as e:  # an untagged or badly named notebook
         sys.exit(f"side_by_side: {e}")
+    for path, reason in problems:
+        print(f"skipping {path}: {reason}", file=sys.stderr)
     if args.check:
         stale = sorted(n for n, text in pages.items()
                        if not (out / n).exists() or (out / n).read_text(encoding="utf-8") != text)
         stale += sorted(p.name for p in out.glob("*.html") if p.name not in pages)
         if stale:
             sys.exit(f"{out}: stale pages {', '.join(stale)}: run scripts/side_by_side.py")
-        return 0
+        return 1 if problems else 0
     out.mkdir(parents=True, exist_ok=True)
     for name in sorted(set(p.name for p in out.glob("*.html")) - set(pages)):
         (out / name).unlink()
@@ -378,7 +382,7 @@ def main(argv=None):
     if args.screenshot and "cnn.html" in pages:
         screenshot(out / "cnn.html", out / "screenshot.png")
         print(f"{out / 'screenshot.png'}")
-    return 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

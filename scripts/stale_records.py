@@ -8,7 +8,8 @@ A record's executed copy (the .ipynb beside it) holds the code that ran. Every s
 Fidelity) and the record: set-up, data, model, the timed loops. When one of those steps' code
 differs between the executed copy and the source notebook, the record is stale: its figures
 describe an earlier version of the notebook. The README marks such cells, and run_matrix.py
-re-runs such notebooks when it resumes.
+re-runs such notebooks when it resumes. A record file that does not validate is named on stderr
+("skipping FILE: reason") and makes the exit status non-zero.
 """
 import argparse
 import json
@@ -53,7 +54,7 @@ def record_changes(record_path, notebooks_dir):
     executed = record_path.with_suffix(".ipynb")
     try:
         name = json.loads(record_path.read_text())["notebook"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     source_nb = Path(notebooks_dir) / (name + ".ipynb")
     if not (executed.exists() and source_nb.exists()):
@@ -66,8 +67,8 @@ def main(argv=None):
     ap.add_argument("--results", default=str(envspec.ROOT / "results"))
     ap.add_argument("--notebooks", default=str(envspec.ROOT / "notebooks"))
     args = ap.parse_args(argv)
-    stale = 0
-    for rec in sorted(load_records(args.results), key=lambda r: r["_path"]):
+    stale, problems = 0, []
+    for rec in sorted(load_records(args.results, problems), key=lambda r: r["_path"]):
         if rec.get("status") != "ok":
             continue
         steps = record_changes(rec["_path"], args.notebooks)
@@ -76,7 +77,9 @@ def main(argv=None):
             print("%s: changed since the run: %s" % (Path(rec["_path"]).relative_to(args.results),
                                                      ", ".join(HEADINGS.get(s, s) for s in steps)))
     print("%d stale record(s)" % stale)
-    return 0
+    for path, reason in problems:
+        print("skipping %s: %s" % (path, reason), file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
 """Every notebook in notebooks/ runs end to end through papermill on the smoke profile."""
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import envspec
 import pytest
 
+from common.precision import MIXED_PRECISION_NOTEBOOKS
 from conftest import ROOT, read_json, run_script
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -69,7 +74,7 @@ def test_notebook_smoke(nb, smoke_run, spec):
     assert record["framework"] == envspec.framework_table(spec)[prefix][1]
     assert record["device"]["threads"] >= 1
     assert record["versions"]["python"]
-    if "MIXED_PRECISION" in nb.read_text():
+    if nb.stem in MIXED_PRECISION_NOTEBOOKS:
         assert record["params"]["mixed_precision"] is False, "mixed precision is off unless --amp asks"
     m = record["metrics"]
     if record["task"] == "inference":
@@ -103,7 +108,39 @@ def test_fidelity_command_collects_every_notebook(smoke_run, tmp_path):
 
 
 def mixed_precision_notebooks(tasks):
-    return [nb for nb in NOTEBOOKS if nb.stem.rsplit("_", 1)[1] in tasks and "MIXED_PRECISION" in nb.read_text()]
+    return [nb for nb in NOTEBOOKS if nb.stem.rsplit("_", 1)[1] in tasks and nb.stem in MIXED_PRECISION_NOTEBOOKS]
+
+
+def uses_mixed_precision(nb):
+    """Whether a step of the notebook (its parameters cell aside) reads MIXED_PRECISION."""
+    cells = json.loads(nb.read_text())["cells"]
+    return any(tag.startswith("step:") and "MIXED_PRECISION" in "".join(c["source"])
+               for c in cells for tag in c.get("metadata", {}).get("tags", []))
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_notebook_declares_mixed_precision(nb):
+    """Every notebook declares MIXED_PRECISION = False; common.precision lists exactly those whose
+    steps use it (the others stop at Set-up when it is True)."""
+    cells = json.loads(nb.read_text())["cells"]
+    params = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    assert re.search(r"^MIXED_PRECISION = False\b", "".join(params["source"]), re.M)
+    assert uses_mixed_precision(nb) == (nb.stem in MIXED_PRECISION_NOTEBOOKS)
+
+
+def test_mixed_precision_without_a_path_stops(tmp_path):
+    """MIXED_PRECISION=True passed to a notebook with no mixed-precision path, through papermill
+    directly: it stops at Set-up with the reason, and writes no record."""
+    nb = ROOT / "notebooks" / "Chainer_RNN.ipynb"
+    assert nb.stem not in MIXED_PRECISION_NOTEBOOKS
+    env = dict(os.environ, JUPYTER_PATH=os.pathsep.join(envspec.jupyter_path(envspec.load_spec())))
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(nb), str(tmp_path / nb.name),
+                           "-p", "PROFILE", "smoke", "-p", "RECORD_DIR", str(tmp_path),
+                           "-p", "MIXED_PRECISION", "True", "--cwd", str(nb.parent)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=600)
+    assert proc.returncode != 0
+    assert "Chainer_RNN has no mixed-precision path" in proc.stdout
+    assert not (tmp_path / "Chainer_RNN.json").exists()
 
 
 def test_mixed_precision_smoke(tmp_path):

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import pytest
 
@@ -85,3 +86,115 @@ def test_cpu_id_reads_the_first_processor(tmp_path):
     assert envinfo.cpu_id(str(cpuinfo)) == {"vendor": "GenuineIntel", "family": "6", "model": "207",
                                             "stepping": "2", "vector_flags": ["avx2", "fma", "avx512f", "amx_tile"]}
     assert "machine" in envinfo.cpu_id(str(tmp_path / "missing"))
+
+
+def good_record(**fields):
+    """A valid ok CNN record, with `fields` replaced."""
+    rec = {"schema": 1, "notebook": "PyTorch_CNN", "framework": "PyTorch", "task": "cnn", "profile": "cpu",
+           "status": "ok", "error": None, "synthetic_data": False,
+           "device": {"kind": "cpu", "name": "Test CPU", "threads": 2}, "params": {"epochs": 1},
+           "metrics": {"train_seconds": 400.0, "test_accuracy": 0.6}, "finished_at": "2026-01-01T00:00:00+00:00"}
+    rec.update(fields)
+    return rec
+
+
+PASSES = {"median": 64.0, "min": 62.7, "max": 65.3, "repeats": 2, "seconds": [62.7, 65.3]}
+INFERENCE = {"seconds_per_1000_images": 50.0, "images_per_second": 20.0, "inference_passes": PASSES}
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"status": "weird"}, "status is 'weird', not one of ('ok', 'failed', 'skipped')"),
+    ({"metrics": [400.0, 0.6]}, "metrics is [400.0, 0.6], not a dict"),
+    ({"metrics": {"train_seconds": "412", "test_accuracy": 0.6}},
+     "metrics.train_seconds is '412', not a positive number"),
+    ({"metrics": {}}, "cnn record lacks metrics ['train_seconds', 'test_accuracy']"),
+    ({"metrics": {"train_seconds": 400.0, "test_accuracy": 48.7}},
+     "metrics.test_accuracy is 48.7, not a number in [0, 1]"),
+    ({"metrics": {"train_seconds": -257, "test_accuracy": 0.6}},
+     "metrics.train_seconds is -257, not a positive number"),
+    ({"metrics": {"train_seconds": float("nan"), "test_accuracy": 0.6}},
+     "metrics.train_seconds is nan, not a positive number"),
+    ({"metrics": {"train_seconds": 400.0, "test_accuracy": True}},
+     "metrics.test_accuracy is True, not a number in [0, 1]"),
+    ({"metrics": {"train_seconds": 10 ** 400, "test_accuracy": 0.6}},  # no float can print it
+     "metrics.train_seconds is %s..., not a positive number" % ("1" + "0" * 36)),
+    ({"metrics": {"train_seconds": 400.0, "test_accuracy": 0.6, "parameters": 12.5}},
+     "metrics.parameters is 12.5, not a positive integer"),
+    ({"task": "inference", "metrics": dict(INFERENCE, images_per_second=float("inf"))},
+     "metrics.images_per_second is inf, not a positive number"),
+    ({"task": "inference", "metrics": dict(INFERENCE, inference_passes=dict(PASSES, min=70.0))},
+     "metrics.inference_passes has min 70.0, median 64.0, max 65.3: not in order"),
+    ({"task": "inference", "metrics": dict(INFERENCE, inference_passes=dict(PASSES, repeats=3))},
+     "metrics.inference_passes.seconds is [62.7, 65.3], not a list of 3 times"),
+    ({"status": "failed", "error": ""}, "a failed record must say why (error)"),
+    ({"status": "skipped", "error": None}, "a skipped record must say why (error)"),
+    ({"params": []}, "params is [], not a dict"),
+    ({"params": {"epochs": -1}}, "params.epochs is -1, not a positive integer"),
+    ({"device": "cpu"}, "device is 'cpu', not a dict"),
+    ({"device": {"kind": "cpu", "name": "Test CPU", "threads": 0}}, "device.threads is 0, not a positive integer"),
+    ({"framework": 7}, "framework is 7, not a string"),
+    ({"notebook": ""}, "result record lacks 'notebook'"),
+    ({"harness": {"untimed_seconds": -3.0}}, "harness.untimed_seconds is -3.0, not a number >= 0"),
+    ({"harness": None}, "harness is None, not a dict"),
+    ({"environment": {"cpu_id": None, "memory_gib": 1}}, None),
+])
+def test_load_record_names_the_file_and_the_fault(tmp_path, fields, reason):
+    path = tmp_path / "PyTorch_CNN.json"
+    path.write_text(json.dumps(good_record(**fields)))  # NaN and inf as JSON writes them: NaN, Infinity
+    if reason is None:
+        assert records.load_record(str(path))["_path"] == str(path)
+        return
+    with pytest.raises(records.RecordError) as caught:
+        records.load_record(str(path))
+    assert str(caught.value) == "%s: %s" % (path, reason)
+    assert isinstance(caught.value, ValueError) and caught.value.path == str(path)
+
+
+def test_load_record_rejects_what_is_not_a_record(tmp_path):
+    path = tmp_path / "PyTorch_CNN.json"
+    for text, reason in [('{"schema": 1, "notebook": "PyTorch_CNN", "status": "ok"', "invalid JSON ("),
+                         ("", "invalid JSON, empty file"), ("[1, 2]", "not a JSON object but list")]:
+        path.write_text(text)
+        with pytest.raises(records.RecordError, match=r"^%s: %s" % (re.escape(str(path)), re.escape(reason))):
+            records.load_record(str(path))
+    with pytest.raises(records.RecordError, match="cannot be read"):
+        records.load_record(str(tmp_path / "missing.json"))
+
+
+def test_skipped_record_is_valid():
+    records.validate(good_record(status="skipped", error="needs a GPU", metrics={}))
+    run = records.start_run("PyTorch_CNN", "PyTorch", "cnn", "cpu", "unused")
+    assert run.record("skipped", error="no GPU here")["status"] == "skipped"
+
+
+def test_load_records_reports_bad_records_and_ignores_other_json(tmp_path):
+    res = tmp_path / "results"
+    (res / "cpu").mkdir(parents=True)
+    (res / "cpu" / "PyTorch_CNN.json").write_text(json.dumps(good_record()))
+    (res / "cpu" / "MXNet_CNN.json").write_text(json.dumps(good_record(notebook="MXNet_CNN", status="weird")))
+    (res / "cpu" / "MXNet_RNN.failed.json").write_text('{"schema": 1, "notebo')  # named like one, cut short
+    (res / "cpu" / "notes.json").write_text('{"cut": ')  # cut short in a records folder
+    (res / "cpu" / "other.json").write_text('{"machines": []}')  # not a record
+    (res / "cpu" / ".tmp-x.json").write_text('{"cut": ')  # an atomic write in progress
+    (res / "cpu" / ".staging-Gluon_CNN").mkdir()  # the runner's, mid-run
+    (res / "cpu" / ".staging-Gluon_CNN" / "Gluon_CNN.json").write_text("{")
+    (res / "roofline.json").write_text('{"machines": [')  # cut short, but not a record
+    (res / "layer_ceiling.json").write_text('{"peak_gflops": 1}')
+    (res / "fidelity.json").write_text('{"schema": 1, "generated_at": "x", "notebooks": []}')
+    problems = []
+    found = records.load_records(str(res), problems)
+    assert [r["notebook"] for r in found] == ["PyTorch_CNN"]
+    assert [(os.path.relpath(p, str(res)), reason[:14]) for p, reason in problems] == [
+        ("cpu/MXNet_CNN.json", "status is 'wei"),
+        ("cpu/MXNet_RNN.failed.json", "invalid JSON ("),
+        ("cpu/notes.json", "invalid JSON (")]
+    assert records.load_records(str(res)) == found, "the old call still works"
+    problems = []
+    records.load_records(str(res / "cpu"), problems)  # the records folder itself: a record's name tells
+    assert [os.path.basename(p) for p, _ in problems] == ["MXNet_CNN.json", "MXNet_RNN.failed.json"]
+
+
+def test_committed_records_validate():
+    problems = []
+    found = records.load_records(os.path.join(records.REPO_ROOT, "results"), problems)
+    assert problems == [] and found

@@ -1,10 +1,22 @@
-"""The runner isolates failures, resumes, times out, and records why a notebook failed."""
+"""The runner isolates failures, resumes, times out, records why a notebook failed, keeps a
+previous result until a new one is complete, and leaves no process behind when it is stopped."""
+import contextlib
 import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from conftest import read_json, run_script
+from conftest import ROOT, read_json, run_script
 
 OK_CELL = """
 import common
@@ -53,6 +65,7 @@ def test_failure_is_isolated_recorded_and_resumed(folder):
     failed = read_json(out / "PyTorch_RNN.json")
     assert failed["status"] == "failed"
     assert "deliberate failure 42" in failed["error"]
+    assert not (out / "PyTorch_RNN.failed.json").exists(), "no ok record to keep: the failure took its place"
     assert (out / "PyTorch_CNN.ipynb").exists() and (out / "PyTorch_RNN.ipynb").exists()
     assert "1 ok, 0 skipped, 1 failed" in proc.stdout
 
@@ -65,15 +78,32 @@ def test_failure_is_isolated_recorded_and_resumed(folder):
     assert read_json(out / "PyTorch_RNN.json")["status"] == "ok"
     assert read_json(out / "PyTorch_CNN.json")["finished_at"] == first
 
+    # A failing re-run keeps the ok record and its executed notebook; the failure goes beside them.
+    kept_nb = (out / "PyTorch_CNN.ipynb").read_text()
+    notebook(nbs / "PyTorch_CNN.ipynb", "raise RuntimeError('deliberate failure 43')", "PyTorch_CNN", "cnn")
+    proc = run(nbs, out, "--force", "--tasks", "cnn")
+    assert proc.returncode != 0
+    assert read_json(out / "PyTorch_CNN.json")["finished_at"] == first
+    assert (out / "PyTorch_CNN.ipynb").read_text() == kept_nb
+    assert "deliberate failure 43" in read_json(out / "PyTorch_CNN.failed.json")["error"]
+    assert "kept the previous ok record" in proc.stdout
+    assert "deliberate failure 43" in (out / "PyTorch_CNN.failed.ipynb").read_text()
+    assert "its last re-run failed: PyTorch_CNN.failed.json" in run(nbs, out, "--tasks", "cnn").stdout
+
+    # A complete one replaces both and clears the failure.
+    notebook(nbs / "PyTorch_CNN.ipynb", OK_CELL, "PyTorch_CNN", "cnn")
     proc = run(nbs, out, "--force", "--tasks", "cnn")
     assert proc.returncode == 0
     assert "1 ok, 0 skipped, 0 failed" in proc.stdout
+    assert read_json(out / "PyTorch_CNN.json")["finished_at"] != first
+    assert "deliberate failure 43" not in (out / "PyTorch_CNN.ipynb").read_text()
+    assert not list(out.glob("PyTorch_CNN.failed.*")) and not list(out.glob(".staging-*"))
 
 
 def test_timeout_kills_and_records(folder):
     nbs, out = folder
     notebook(nbs / "PyTorch_CNN.ipynb", "import time; time.sleep(600)", "PyTorch_CNN", "cnn")
-    proc = run(nbs, out, "--tasks", "cnn", "--timeout", "20")
+    proc = run(nbs, out, "--tasks", "cnn", "--timeout", "8")
     assert proc.returncode != 0
     rec = read_json(out / "PyTorch_CNN.json")
     assert rec["status"] == "failed" and "timed out" in rec["error"]
@@ -95,20 +125,45 @@ def test_bad_names_are_refused(tmp_path):
     assert proc.returncode != 0 and "in no environment" in proc.stdout
 
 
+def declare_mixed_precision(path, tag):
+    """Every notebook declares MIXED_PRECISION = False; `tag` goes on the cell that uses it."""
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[0].source += "\nMIXED_PRECISION = False"
+    if tag:
+        nb.cells[2].metadata["tags"] = [tag]
+    nbformat.write(nb, str(path))
+
+
 def test_amp_runs_only_notebooks_with_a_mixed_precision_path(tmp_path):
     nbs, out = tmp_path / "notebooks", tmp_path / "out"
     nbs.mkdir()
     amp_cell = OK_CELL.replace("params={}", "params={'mixed_precision': MIXED_PRECISION}")
     notebook(nbs / "PyTorch_CNN.ipynb", amp_cell, "PyTorch_CNN", "cnn")
-    nb = nbformat.read(str(nbs / "PyTorch_CNN.ipynb"), as_version=4)
-    nb.cells[0].source += "\nMIXED_PRECISION = False"
-    nbformat.write(nb, str(nbs / "PyTorch_CNN.ipynb"))
-    notebook(nbs / "PyTorch_RNN.ipynb", OK_CELL, "PyTorch_RNN", "rnn")
+    declare_mixed_precision(nbs / "PyTorch_CNN.ipynb", "step:record")
+    notebook(nbs / "PyTorch_RNN.ipynb", amp_cell, "PyTorch_RNN", "rnn")
+    declare_mixed_precision(nbs / "PyTorch_RNN.ipynb", None)  # used, but in no step
     proc = run(nbs, out, "--amp")
     assert proc.returncode == 0, proc.stdout
     assert "No mixed-precision path (left out): PyTorch_RNN" in proc.stdout
     assert read_json(out / "PyTorch_CNN.json")["params"]["mixed_precision"] is True
     assert not (out / "PyTorch_RNN.json").exists()
+
+
+def test_mixed_precision_path_is_a_step_using_it(tmp_path):
+    import run_matrix
+    path = tmp_path / "PyTorch_CNN.ipynb"
+    notebook(path, "x = 1", "PyTorch_CNN", "cnn")
+    declare_mixed_precision(path, "step:model")
+    assert not run_matrix.has_mixed_precision_path(path), "declared in the parameters cell only"
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("print(MIXED_PRECISION)"))
+    nb.cells.append(nbformat.v4.new_markdown_cell("`MIXED_PRECISION` in prose"))
+    nb.cells[-1].metadata["tags"] = ["step:model"]
+    nbformat.write(nb, str(path))
+    assert not run_matrix.has_mixed_precision_path(path), "untagged code and markdown do not count"
+    nb.cells[2].source = "if MIXED_PRECISION:\n    x = 2"
+    nbformat.write(nb, str(path))
+    assert run_matrix.has_mixed_precision_path(path)
 
 
 def test_slow_machine_is_warned_about(tmp_path):
@@ -157,10 +212,19 @@ def test_record_of_changed_code_runs_again(tmp_path):
     assert "PyTorch_CNN: done already" in run(nbs, out).stdout, "the new record matches the code"
 
 
+def ok_record(name="PyTorch_CNN", task="cnn", **fields):
+    """A valid ok record, as a notebook writes it, with `fields` replaced."""
+    import common
+    rec = common.records.Run(name, "PyTorch", task, "smoke", "unused").record(
+        "ok", metrics={"train_seconds": 1.0, "test_accuracy": 0.5})
+    rec.update(fields)
+    return rec
+
+
 def test_record_from_another_machine_is_kept(tmp_path):
     import common
     import run_matrix
-    rec = {"status": "ok", "notebook": "PyTorch_CNN", "device": {"kind": "cpu", "name": "Other CPU 1", "threads": 2}}
+    rec = ok_record(device={"kind": "cpu", "name": "Other CPU 1", "threads": 2})
     path = tmp_path / "PyTorch_CNN.json"
     path.write_text(json.dumps(rec))
     skip, why = run_matrix.resume_decision(path, tmp_path)
@@ -172,6 +236,173 @@ def test_record_from_another_machine_is_kept(tmp_path):
     rec["environment"] = {"cpu_id": dict(common.envinfo.cpu_id(), family="999")}  # same name, another CPU
     path.write_text(json.dumps(rec))
     assert run_matrix.resume_decision(path, tmp_path)[1].startswith("its record was measured on another machine")
-    rec["status"] = "failed"
+    rec.update(status="failed", error="it broke")
     path.write_text(json.dumps(rec))
     assert run_matrix.resume_decision(path, tmp_path) == (False, None)
+
+
+def test_resume_validates_what_it_skips(tmp_path):
+    import run_matrix
+    path = tmp_path / "PyTorch_CNN.json"
+    rec = ok_record(device={"kind": "cpu", "name": "Other CPU 1", "threads": 2}, metrics={"train_seconds": 1.0})
+    path.write_text(json.dumps(rec))  # it would be kept, were it valid: it lacks test_accuracy
+    skip, why = run_matrix.resume_decision(path, tmp_path)
+    assert not skip and why.startswith("%s: " % path) and why.endswith("; running it again"), why
+    path.write_text('{"status": "ok", "notebook": "PyTorch_CNN"')  # cut short
+    skip, why = run_matrix.resume_decision(path, tmp_path)
+    assert not skip and why.startswith("%s: " % path), why
+
+
+def test_stale_staging_is_cleaned(tmp_path):
+    import common
+    import run_matrix
+    interrupted = tmp_path / ".staging-PyTorch_RNN"  # interrupted while running
+    interrupted.mkdir()
+    (interrupted / "PyTorch_RNN.ipynb").write_text("{}")
+    common.records.write_json_atomic(str(interrupted / "PyTorch_RNN.json"), ok_record("PyTorch_RNN", "rnn"))
+    between = tmp_path / ".staging-PyTorch_CNN"  # killed between moving in the notebook and the record
+    between.mkdir()
+    common.records.write_json_atomic(str(between / "PyTorch_CNN.json"), ok_record(harness={"timed_seconds": 1.0}))
+    run_matrix.clean_staging(tmp_path)
+    assert not list(tmp_path.glob(".staging-*"))
+    assert read_json(tmp_path / "PyTorch_CNN.json")["harness"] == {"timed_seconds": 1.0}
+    assert not (tmp_path / "PyTorch_RNN.json").exists()
+
+
+def test_one_runner_per_output_folder(folder, capsys):
+    import run_matrix
+    nbs, out = folder
+    out.mkdir()
+    lock = run_matrix.lock_output(out)
+    busy = r"another runner \(pid %d\) is using %s$" % (os.getpid(), re.escape(str(out)))
+    with pytest.raises(SystemExit, match=busy):
+        run_matrix.main(["--notebooks", str(nbs), "--out", str(out), "--profile", "smoke"])
+    assert not list(out.glob("*.json")), "nothing ran"
+
+    dead = dead_pid()
+    os.ftruncate(lock, 0)
+    os.pwrite(lock, json.dumps({"pid": dead, "host": socket.gethostname(), "started_at": "x"}).encode(), 0)
+    with pytest.raises(SystemExit, match="it has ended, but what it started is still being stopped"):
+        run_matrix.lock_output(out, wait=0.5)  # its guard still holds the lock
+    os.close(lock)  # as a crash would: the lock is free, the file still names the runner
+    capsys.readouterr()
+    lock = run_matrix.lock_output(out)
+    assert "runner pid %d (%s, started x) ended without releasing it: taken over" % (
+        dead, socket.gethostname()) in capsys.readouterr().out
+    run_matrix.unlock_output(lock)
+    run_matrix.unlock_output(run_matrix.lock_output(out))
+    assert capsys.readouterr().out == "", "a runner that ended cleanly left nothing to take over"
+
+
+def dead_pid():
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_unregistered_kernel_names_the_setup_command(folder, spec, tmp_path):
+    """An environment that is built but whose kernel is registered nowhere."""
+    import envspec
+    nbs, out = folder
+    envs = tmp_path / "envs"
+    python = envs / envspec.env_dir(spec, "modern").name / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(envspec.env_python(spec, "modern"))
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_matrix.py"), "--notebooks", str(nbs),
+                           "--out", str(out), "--profile", "smoke", "--tasks", "cnn"],
+                          env=dict(os.environ, ROSETTA_ENVS=str(envs)), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode != 0
+    error = read_json(out / "PyTorch_CNN.json")["error"]
+    assert "kernel 'rosetta-modern' is not registered" in error and "`python3 scripts/setup_env.py modern`" in error
+
+
+SLEEPER = 'print("sleeping %s", flush=True)\nimport time\ntime.sleep(%d)\n' + OK_CELL
+
+
+def start_runner(nbs, out, marker, *extra):
+    """run_matrix.py in the background; `marker` in the environment of every process of the run."""
+    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_matrix.py"), "--notebooks", str(nbs),
+                             "--out", str(out), "--profile", "smoke", "--tasks", "cnn", *extra],
+                            env=dict(os.environ, ROSETTA_TEST_RUN=marker), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_output(proc, text, timeout=120):
+    """Read the runner's output up to the line holding `text`."""
+    seen = []
+
+    def read():
+        for line in proc.stdout:
+            seen.append(line)
+            if text in line:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert any(text in line for line in seen), "".join(seen)
+
+
+def processes_of(marker):
+    """{pid: command line} of the processes whose environment holds the marker."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if ("ROSETTA_TEST_RUN=" + marker).encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # gone, or not ours
+    return found
+
+
+def wait_until_gone(marker, timeout):
+    end = time.time() + timeout
+    while processes_of(marker) and time.time() < end:
+        time.sleep(0.2)
+    return processes_of(marker)
+
+
+@pytest.fixture
+def marker():
+    """A mark for the environment of a run's processes; any of them left at the end are killed."""
+    mark = uuid.uuid4().hex
+    yield mark
+    for pid in processes_of(mark):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_killed_runner_leaves_no_process_and_no_record(folder, marker):
+    nbs, out = folder
+    sleep = 6
+    notebook(nbs / "PyTorch_CNN.ipynb", SLEEPER % (marker, sleep), "PyTorch_CNN", "cnn")
+    runner = start_runner(nbs, out, marker)
+    wait_for_output(runner, "sleeping " + marker)
+    assert any("ipykernel" in cmd for cmd in processes_of(marker).values()), "the kernel carries the marker"
+    runner.kill()
+    killed = time.time()
+    runner.wait()
+    assert wait_until_gone(marker, sleep / 2) == {}, "the run's processes died with the runner"
+    time.sleep(max(0.0, killed + sleep + 2 - time.time()))  # past the end of the notebook's sleep
+    assert not list(out.rglob("*.json")), "no record from an orphaned kernel"
+    runner.stdout.close()
+
+
+def test_terminated_runner_stops_and_keeps_the_previous_result(folder, marker):
+    import common
+    nbs, out = folder
+    out.mkdir()
+    common.records.write_json_atomic(str(out / "PyTorch_CNN.json"), ok_record())
+    (out / "PyTorch_CNN.ipynb").write_text("the previous executed notebook")
+    kept = {p.name: p.read_bytes() for p in out.iterdir()}
+    notebook(nbs / "PyTorch_CNN.ipynb", SLEEPER % (marker, 60), "PyTorch_CNN", "cnn")
+    runner = start_runner(nbs, out, marker, "--force")
+    wait_for_output(runner, "sleeping " + marker)
+    runner.send_signal(signal.SIGTERM)
+    rest = runner.communicate(timeout=30)[0]
+    assert runner.returncode == 128 + signal.SIGTERM, rest
+    assert "interrupted (SIGTERM) while running PyTorch_CNN" in rest
+    assert processes_of(marker) == {}, "the kernel was stopped before the runner exited"
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".runner.lock"} == kept
+    assert (out / ".runner.lock").read_text() == "", "the lock was released"

@@ -1,5 +1,9 @@
 """README tables and plots come from ok records on real data only."""
+import json
+import re
 import shutil
+
+import pytest
 
 import make_tables
 from common import records
@@ -7,10 +11,10 @@ from conftest import ROOT, run_script
 
 
 def record(tmp, name, framework, task, status="ok", synthetic=False, profile="cpu", folder=None,
-           mixed_precision=False, cpu_id=None, **metrics):
+           mixed_precision=False, cpu_id=None, error="boom", **metrics):
     rec = {
         "schema": 1, "notebook": name, "framework": framework, "task": task, "profile": profile,
-        "status": status, "error": None if status == "ok" else "boom", "synthetic_data": synthetic,
+        "status": status, "error": None if status == "ok" else error, "synthetic_data": synthetic,
         "device": {"kind": "cpu", "name": "Test CPU 9000", "threads": 2},
         "versions": {"python": "3.11", "torch": "2.13.0"},
         "params": {"epochs": 1, "mixed_precision": mixed_precision},
@@ -156,3 +160,66 @@ def test_stale_records_are_marked(tmp_path):
     assert "steps named here have changed since" in cnn and ": PyTorch (Train)." in cnn
     listing = run_script("stale_records.py", "--results", res, "--notebooks", nbs).stdout
     assert "cpu/PyTorch_CNN.json: changed since the run: Train" in listing and "1 stale record(s)" in listing
+
+
+MALFORMED = {  # file name: (what it holds, the reason make_tables must give)
+    "Cut_CNN.json": ('{"schema": 1, "notebook": "Cut_CNN", "status": "ok", "metr', "invalid JSON"),
+    "Weird_CNN.json": ({"status": "weird"}, "status is 'weird', not one of ('ok', 'failed', 'skipped')"),
+    "List_CNN.json": ({"metrics": [412.3, 0.65]}, "metrics is [412.3, 0.65], not a dict"),
+    "Text_CNN.json": ({"metrics": {"train_seconds": "412", "test_accuracy": 0.65}},
+                      "metrics.train_seconds is '412', not a positive number"),
+    "Empty_CNN.json": ({"metrics": {}}, "cnn record lacks metrics ['train_seconds', 'test_accuracy']"),
+    "Percent_CNN.json": ({"metrics": {"train_seconds": 412.3, "test_accuracy": 48.7}},
+                         "metrics.test_accuracy is 48.7, not a number in [0, 1]"),
+    "Negative_CNN.json": ({"metrics": {"train_seconds": -257, "test_accuracy": 0.487}},
+                          "metrics.train_seconds is -257, not a positive number"),
+    "NaN_CNN.json": ({"metrics": {"train_seconds": float("nan"), "test_accuracy": 0.487}},
+                     "metrics.train_seconds is nan, not a positive number"),
+}
+
+
+def test_malformed_records_are_named_and_skipped(tmp_path):
+    res = tmp_path / "results"
+    shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=412.3, test_accuracy=0.6543)
+    record(res, "Gpu_CNN", "Gpu", "cnn", status="skipped", error="needs a CUDA GPU | none here\nmore detail")
+    good = json.loads((res / "cpu" / "PyTorch_CNN.json").read_text())
+    for name, (content, _) in MALFORMED.items():
+        if isinstance(content, dict):
+            content = json.dumps(dict(good, notebook=name[:-5], framework=name.split("_")[0], **content))
+        (res / "cpu" / name).write_text(content)
+    (res / "roofline.json").write_text(json.dumps({"machines": []}))
+    (res / "layer_ceiling.json").write_text(json.dumps({"peak_gflops": 1.0}))
+    (res / "fidelity.json").write_text(json.dumps({"schema": 1, "generated_at": "2026-12-02", "notebooks": []}))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
+
+    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout, proc.stdout
+    skipped = dict(re.findall(r"^skipping (.+?): (.+)$", proc.stdout, re.M))
+    assert set(skipped) == {str(res / "cpu" / name) for name in MALFORMED}, proc.stdout
+    for name, (_, reason) in MALFORMED.items():
+        assert skipped[str(res / "cpu" / name)].startswith(reason), proc.stdout
+    text = readme.read_text()
+    cnn = text.split("### VGG-style")[1].split("###")[0]
+    assert "| PyTorch | 65.4% in 412 s |" in cnn, "the valid record still makes its table"
+    assert "| Gpu | skipped: needs a CUDA GPU / none here |" in cnn
+    assert "4870" not in text and "-257" not in text and not re.search(r"\bnan\b", text)
+    assert (res / "plots" / "cnn.png").exists()
+
+    check = run_script("make_tables.py", "--results", res, "--readme", readme, "--check")
+    assert check.returncode != 0 and "skipping %s" % (res / "cpu" / "NaN_CNN.json") in check.stdout
+    listing = run_script("stale_records.py", "--results", res, "--notebooks", tmp_path)
+    assert listing.returncode != 0 and "skipping %s: metrics.test_accuracy is 48.7" % (
+        res / "cpu" / "Percent_CNN.json") in listing.stdout
+
+
+def test_cell_never_prints_an_impossible_figure(tmp_path):
+    record(tmp_path, "A_CNN", "A", "cnn", train_seconds=-257, test_accuracy=48.7)
+    rec = json.loads((tmp_path / "cpu" / "A_CNN.json").read_text())
+    rec["_path"] = "cpu/A_CNN.json"
+    with pytest.raises(records.RecordError, match=r"^cpu/A_CNN.json: metrics.test_accuracy is 48.7"):
+        make_tables.cell(rec, {"peak_gflops": 100.0})
+    rec["metrics"]["test_accuracy"] = 0.487
+    with pytest.raises(records.RecordError, match="train_seconds is -257"):
+        make_tables.render([rec], ["A"])
