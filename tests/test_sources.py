@@ -1,13 +1,18 @@
 """common.sources: checksums, atomic downloads, npm tarballs, safe tar extraction, FetchError."""
 import hashlib
 import io
+import json
 import os
 import subprocess
+import sys
 import tarfile
 
 import pytest
 
+import envspec
 from common import sources
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -54,6 +59,24 @@ def test_check_file(tmp_path):
     with pytest.raises(sources.ChecksumError, match="deleted"):
         sources.check_file(str(path), sha256="1" * 64, delete=True)
     assert not path.exists()
+
+
+def test_corrupt_file_in_a_read_only_cache_says_so(env, monkeypatch, capsys):
+    cache, _ = env
+    path = cache / "weights.npz"
+    cache.mkdir()
+    path.write_bytes(b"corrupt")
+
+    def read_only(target):
+        raise PermissionError(13, "Permission denied", target)
+    monkeypatch.setattr(sources, "remove", read_only)
+    with pytest.raises(sources.ChecksumError) as err:
+        sources.cached_ok(str(path), sha256=sha256(b"good"))
+    message = str(err.value)
+    assert message.startswith("sha256 mismatch for %s: expected %s" % (path, sha256(b"good")))
+    assert "could not delete it (PermissionError: [Errno 13] Permission denied" in message
+    assert "delete %s by hand" % path in message
+    assert "rebuilding" not in capsys.readouterr().out, "no rebuild into a cache that cannot be written"
 
 
 def test_download_file_url(env, tmp_path):
@@ -165,6 +188,49 @@ def test_npm_pack_rejects_wrong_checksum_and_failures(env, monkeypatch):
         sources.npm_pack("pkg", "1.0.0", sha256(b"good"))
 
 
+# npm's real output (npm 10 offline; npm 6 for a missing package), shortened
+NPM_OFFLINE = """npm error code ECONNREFUSED
+npm error syscall connect
+npm error errno ECONNREFUSED
+npm error FetchError: request to https://registry.npmjs.org/pkg failed, reason: connect ECONNREFUSED 127.0.0.1:443
+npm error     at ClientRequest.<anonymous> (/usr/lib/node_modules/npm/node_modules/minipass-fetch/lib/index.js:130:14)
+npm error   code: 'ECONNREFUSED',
+npm error   errno: 'ECONNREFUSED',
+npm error }
+npm error
+npm error If you are behind a proxy, please make sure that the 'proxy' config is set properly.  See: 'npm help config'
+npm error A complete log of this run can be found in: /root/.npm/_logs/2026-01-01T00_00_00_000Z-debug-0.log
+"""
+NPM_MISSING = """npm ERR! code E404
+npm ERR! 404 Not Found - GET https://registry.npmjs.org/pkg - Not found
+npm ERR! 404
+npm ERR! 404  'pkg@1.0.0' is not in this registry.
+npm ERR! 404 You should bug the author to publish it (or use the name yourself!)
+npm ERR! 404
+npm ERR! 404 Note that you can also install from a
+npm ERR! 404 tarball, folder, http url, or git url.
+
+npm ERR! A complete log of this run can be found in:
+npm ERR!     /root/.npm/_logs/2026-01-01T00_00_00_000Z-debug.log
+"""
+
+
+@pytest.mark.parametrize("stderr, cause", [
+    (NPM_OFFLINE, "code ECONNREFUSED; errno ECONNREFUSED; FetchError: request to https://registry.npmjs.org/pkg "
+                  "failed, reason: connect ECONNREFUSED 127.0.0.1:443"),
+    (NPM_MISSING, "code E404; 404 Not Found - GET https://registry.npmjs.org/pkg - Not found"),
+])
+def test_npm_pack_failure_shows_npms_cause_first(env, monkeypatch, stderr, cause):
+    monkeypatch.setattr(sources.subprocess, "run",
+                        lambda cmd, **kwargs: subprocess.CompletedProcess(cmd, 1, "", stderr))
+    with pytest.raises(sources.FetchError) as err:
+        sources.npm_pack("pkg", "1.0.0", sha256(b"good"))
+    message = str(err.value)
+    assert message.startswith("npm pack pkg@1.0.0 failed (exit 1): " + cause + " [last lines: "), message
+    assert message.rstrip("]").endswith("debug-0.log" if stderr is NPM_OFFLINE else "debug.log"), "a short tail"
+    assert "minipass-fetch" not in message and "bug the author" not in message
+
+
 def test_npm_pack_prefers_a_local_copy(env):
     cache, local = env
     (local / "pkg-1.0.0.tgz").write_bytes(b"good")
@@ -187,34 +253,87 @@ def make_tar(path, entries):
 
 def test_safe_extract(tmp_path):
     tar = make_tar(tmp_path / "ok.tar.gz", [
-        ("top/a.bin", b"abc"), ("top/sub", b"", tarfile.DIRTYPE), ("top/sub/b.bin", b"de"),
-        ("top/link", b"", tarfile.SYMTYPE, "sub/b.bin"), ("top/hard", b"", tarfile.LNKTYPE, "top/a.bin")])
+        ("top/a.bin", b"abc"), ("top/sub", b"", tarfile.DIRTYPE), ("top/sub/b.bin", b"de")])
     dest = tmp_path / "out"
     dest.mkdir()
     (dest / "stale.txt").write_text("replaced whole")
     sources.safe_extract(tar, str(dest))
     assert (dest / "top" / "a.bin").read_bytes() == b"abc"
-    assert (dest / "top" / "link").read_bytes() == b"de"
-    assert (dest / "top" / "hard").read_bytes() == b"abc"
+    assert (dest / "top" / "sub" / "b.bin").read_bytes() == b"de"
     assert not (dest / "stale.txt").exists()
     assert sorted(os.listdir(str(tmp_path))) == ["ok.tar.gz", "out"]
     assert dict(sources.iter_tar_files(tar, ["top/sub/b.bin", "top/missing"])) == {"top/sub/b.bin": b"de"}
 
 
 @pytest.mark.parametrize("entry, why", [
-    (("../evil", b"x"), "outside the target folder"),
-    (("ok/../../evil", b"x"), "outside the target folder"),
-    (("/tmp/rosetta-evil-abs", b"x"), "absolute path"),
-    (("link", b"", tarfile.SYMTYPE, "../../evil"), "symlink"),
-    (("link", b"", tarfile.SYMTYPE, "/etc/passwd"), "symlink"),
-    (("hard", b"", tarfile.LNKTYPE, "../evil"), "hard link"),
-    (("fifo", b"", tarfile.FIFOTYPE), "special"),
+    (("../evil", b"x"), "tar member '../evil' in {tar}: it lands outside the target folder"),
+    (("ok/../../evil", b"x"), "tar member 'ok/../../evil' in {tar}: it lands outside the target folder"),
+    (("/tmp/rosetta-evil-abs", b"x"), "tar member with an absolute path '/tmp/rosetta-evil-abs' in {tar}"),
+    (("link", b"", tarfile.SYMTYPE, "../../evil"), "symlink 'link' -> '../../evil' in {tar}"),
+    (("link", b"", tarfile.SYMTYPE, "/etc/passwd"), "symlink 'link' -> '/etc/passwd' in {tar}"),
+    (("hard", b"", tarfile.LNKTYPE, "../evil"), "hard link 'hard' -> '../evil' in {tar}"),
+    # links that stay inside are refused too: the data archives hold none
+    (("link", b"", tarfile.SYMTYPE, "fine.txt"), "symlink 'link' -> 'fine.txt' in {tar}: data archives hold no links"),
+    (("hard", b"", tarfile.LNKTYPE, "fine.txt"), "hard link 'hard' -> 'fine.txt' in {tar}"),
+    (("fifo", b"", tarfile.FIFOTYPE), "special tar member 'fifo' in {tar}"),
 ])
-def test_safe_extract_refuses_escapes(tmp_path, entry, why):
+def test_safe_extract_refuses_escapes_and_links(tmp_path, entry, why):
     tar = make_tar(tmp_path / "evil.tar.gz", [("fine.txt", b"ok"), entry])
     dest = tmp_path / "sub" / "out"
-    with pytest.raises(ValueError, match="refusing.*" + why if why != "special" else "refusing special"):
+    with pytest.raises(ValueError) as err:
         sources.safe_extract(tar, str(dest))
+    assert str(err.value).startswith("refusing " + why.format(tar=tar)), str(err.value)
     assert not dest.exists(), "nothing extracted"
     assert os.listdir(str(tmp_path / "sub")) == [], "no temporary folder left"
     assert not (tmp_path / "evil").exists() and not os.path.exists("/tmp/rosetta-evil-abs")
+
+
+# Each link looks harmless when checked before anything is extracted, but once extracted, `b` is
+# the extraction folder's parent, `c` its grandparent and `d` the folder above that.
+CHAIN_SCRIPT = """
+import io, json, os, sys, tarfile
+from common import sources
+base = sys.argv[1]
+tar_path = os.path.join(base, "chain.tar")
+with tarfile.open(tar_path, "w") as tar:
+    for name, link in (("a", "."), ("a/b", ".."), ("c", "b/.."), ("d", "c/..")):
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = tarfile.SYMTYPE, link
+        tar.addfile(info)
+    info = tarfile.TarInfo("d/x.txt")
+    info.size = 3
+    tar.addfile(info, io.BytesIO(b"bad"))
+try:
+    sources.safe_extract(tar_path, os.path.join(base, "cache", "data", "out"))
+    error = None
+except Exception as e:
+    error = "%s: %s" % (type(e).__name__, e)
+written = sorted(os.path.relpath(os.path.join(folder, name), base)
+                 for folder, dirs, files in os.walk(base) for name in files + dirs)
+print(json.dumps({"error": error, "written": written, "version": sys.version_info[:2]}))
+"""
+
+
+def check_chain_refused(python, tmp_path):
+    proc = subprocess.run([str(python), "-c", CHAIN_SCRIPT, str(tmp_path)], cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["written"] == ["cache", "cache/data", "chain.tar"], "nothing extracted, nothing left"
+    assert result["error"] == "ValueError: refusing symlink 'a' -> '.' in %s: data archives hold no links" % (
+        tmp_path / "chain.tar")
+    return result["version"]
+
+
+def test_safe_extract_refuses_a_chain_of_links(tmp_path):
+    check_chain_refused(sys.executable, tmp_path)
+
+
+@pytest.mark.parametrize("name, version", [("cntk", [3, 6]), ("caffe2", [3, 7])], ids=["cntk-py3.6", "caffe2-py3.7"])
+def test_safe_extract_refuses_a_chain_of_links_on_old_pythons(spec, tmp_path, name, version):
+    """These interpreters' tarfile has no data filter: check_member alone must stop the chain."""
+    python = envspec.env_python(spec, name)
+    if not python.exists():
+        pytest.skip("environment %s (Python %d.%d) is not built here: no %s" % ((name,) + tuple(version) + (python,)))
+    assert check_chain_refused(python, tmp_path) == version
