@@ -4,15 +4,21 @@
     python scripts/make_tables.py [--results results] [--readme README.md] [--check]
 
 Only `ok` records measured on real data reach a table (smoke and synthetic runs never do). One
-column per profile and hardware; every framework of environments.toml keeps its row, marked
-"failed", "skipped: <why>" or "not run yet" where it has no result. --check exits non-zero when the
-README is stale. A record that does not pass common.records.validate (or a truncated one) is left
-out with a line "skipping FILE: reason" on stderr; the README and plots are written from the
-others, and the exit status is non-zero.
+column per profile and machine (CPU or GPU name, thread count, and the CPU's vendor, family, model
+and vector flags where the record names them) and mixed precision; every framework of
+environments.toml keeps its row, marked "failed", "skipped: <why>" or "not run yet" in a column
+where it has no result, or marked ‡ where its last re-run there failed. A CNN or inference
+result's FLOP rate is shown as a share of the machine's matrix-multiply rate that the runner
+measured just before and after it (marked § where the two differ by more than RATE_TOLERANCE), or
+else of the peak stored in results/roofline.json. --check exits non-zero when the README is stale.
+A record that does not pass common.records.validate (or a truncated one), or a damaged
+roofline.json, is left out with a line "skipping FILE: reason" on stderr; the README and plots are
+written from the rest, and the exit status is non-zero.
 """
 import argparse
 import csv
 import json
+import os
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -23,7 +29,7 @@ import envspec  # noqa: E402
 sys.path.insert(0, str(envspec.ROOT))
 from common.flops import FLOPS_PER_IMAGE  # noqa: E402
 from common.records import RecordError, load_records, validate  # noqa: E402
-from roofline import entry_for as roofline_entry  # noqa: E402
+from roofline import RooflineError, entry_for as roofline_entry, load as load_roofline  # noqa: E402
 from stale_records import HEADINGS, record_changes  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -34,11 +40,45 @@ TASK_TITLES = OrderedDict([
 ])
 
 
+# A run whose matrix-multiply rates measured just before and just after it differ by more than
+# this share of the larger is marked unreliable: the machine's speed changed during it, and the
+# mean of the two, which its fraction is of, may then be more than 11% off the speed it ran at.
+RATE_TOLERANCE = 0.2
+RATE_CHANGED, RERUN_FAILED = "§", "‡"
+FAILED_SUFFIX = ".failed.json"  # the runner's <name>.failed.json: a failed re-run beside a kept <name>.json
+
+
+def cpu_kind(rec):
+    """(vendor, family, model, vector flags) of a CPU record's envinfo.cpu_id(), or None: a GPU
+    record, or one without a cpu_id (older records)."""
+    cpu_id = (rec.get("environment") or {}).get("cpu_id") or {}
+    if rec.get("device", {}).get("kind", "cpu") != "cpu" or cpu_id.get("family") is None:
+        return None
+    return (cpu_id.get("vendor") or "", str(cpu_id["family"]), str(cpu_id.get("model") or ""),
+            tuple(cpu_id.get("vector_flags") or ()))
+
+
 def column_key(rec):
-    """(profile, device kind, device name, threads, mixed precision): one table column each."""
+    """(profile, device kind, device name, threads, mixed precision, CPU kind): one table column
+    each. Two CPUs of one name but of different kinds (cpu_kind) get two columns; records that do
+    not name their CPU's kind one of their own."""
     dev = rec.get("device", {})
     return (rec["profile"], dev.get("kind", "cpu"), dev.get("name", "?"), dev.get("threads"),
-            bool(rec.get("params", {}).get("mixed_precision")))
+            bool(rec.get("params", {}).get("mixed_precision")), cpu_kind(rec))
+
+
+def machine(col):
+    """The (kind, CPU or GPU name, threads, CPU kind) a column ran on."""
+    return col[1:4] + col[5:]
+
+
+def machine_order(m):
+    kind, name, threads, ident = m
+    return (kind, name, threads or 0, ident is not None, ident or ())
+
+
+def column_order(col):
+    return machine_order(machine(col)) + (col[0], col[4])
 
 
 def publishable(rec):
@@ -46,16 +86,33 @@ def publishable(rec):
 
 
 def latest(records):
-    """The newest record per (task, framework, column), and per (task, framework) the newest
-    failed or skipped one."""
+    """The newest ok record per (task, framework, column), and the newest failed or skipped one per
+    (task, framework, column). A failure the runner wrote beside a kept ok record
+    (<name>.failed.json beside <name>.json) belongs to that record's column."""
+    ok = {os.path.abspath(r["_path"]): r for r in records if publishable(r) and r.get("_path")}
     best, unrun = {}, {}
     for rec in sorted(records, key=lambda r: r.get("finished_at") or ""):
         key = (rec["task"], rec["framework"])
         if publishable(rec):
             best[key + (column_key(rec),)] = rec
         elif rec.get("status") in ("failed", "skipped") and rec.get("profile") != "smoke":
-            unrun[key] = rec
+            path = rec.get("_path") or ""
+            kept = path.endswith(FAILED_SUFFIX) and ok.get(os.path.abspath(path[:-len(FAILED_SUFFIX)] + ".json"))
+            unrun[key + (column_key(kept or rec),)] = rec
     return best, unrun
+
+
+def rerun_failed(rec, unrun_rec):
+    """Whether a failed or skipped run of the same column came after the ok record `rec`."""
+    return bool(rec and unrun_rec and (unrun_rec.get("finished_at") or "") >= (rec.get("finished_at") or ""))
+
+
+def shown_path(path):
+    """A record's path as the README shows it: relative to the repository where it lies inside."""
+    try:
+        return str(Path(path).resolve().relative_to(envspec.ROOT))
+    except ValueError:
+        return str(path)
 
 
 def unrun_text(rec):
@@ -79,17 +136,28 @@ def achieved_gflops(rec):
     return images_per_second * FLOPS_PER_IMAGE[rec["task"]]() / 1e9
 
 
-def column_cpu_id(col, recs):
-    """The envinfo.cpu_id() all of a column's records share, or None (not recorded, or not shared)."""
-    ids = {json.dumps((r.get("environment") or {}).get("cpu_id") or {}, sort_keys=True)
-           for r in recs if column_key(r) == col}
-    return (json.loads(ids.pop()) or None) if len(ids) == 1 else None
-
-
-def peak_for(col, roofline, cpu_id=None):
-    """The measured peak (GFLOP/s) of a column's CPU and thread count, if there is one."""
-    _, kind, name, threads, _ = col
+def peak_for(col, roofline):
+    """The roofline file's entry (the stored peak) for a column's CPU, thread count and CPU kind, if
+    there is one."""
+    _, kind, name, threads, _, ident = col
+    cpu_id = None if ident is None else dict(zip(("vendor", "family", "model"), ident[:3]),
+                                              vector_flags=list(ident[3]))
     return roofline_entry(roofline, name, threads, cpu_id) if kind == "cpu" else None
+
+
+def machine_rates(rec):
+    """The matrix-multiply rates (GFLOP/s) the runner measured just before and after a CPU record's
+    run, those it has (a reading may have failed); [] for a GPU record or an older one."""
+    if rec.get("device", {}).get("kind", "cpu") != "cpu":
+        return []
+    return [x for x in (rec.get("harness") or {}).get("machine_gflops_before_after") or [] if x]
+
+
+def speed_changed(rec):
+    """Whether the rates measured before and after the run differ by more than RATE_TOLERANCE of
+    the larger: the machine's speed changed during the run, whose figures are then unreliable."""
+    rates = machine_rates(rec)
+    return len(rates) == 2 and abs(rates[0] - rates[1]) > RATE_TOLERANCE * max(rates)
 
 
 def cell(rec, peak=None):
@@ -108,14 +176,27 @@ def cell(rec, peak=None):
                 passes["repeats"], m["images_per_second"])
     else:
         text = "%.1f%% in %.0f s" % (100 * m["test_accuracy"], m["train_seconds"])
-    rate = achieved_gflops(rec)
-    if rate and peak and peak.get("peak_gflops", 0) > 0:
-        text += "; %.0f GFLOP/s, %.0f%% of peak" % (rate, 100 * rate / peak["peak_gflops"])
+    share = rate_share(rec, peak)
+    if share:
+        text += "; %.0f GFLOP/s, %.0f%% of %s" % share
     return text
 
 
+def rate_share(rec, peak=None):
+    """(FLOP rate reached, its percentage of the machine's rate, "measured rate" or "stored peak"),
+    or None. The machine's rate is the mean of the rates the runner measured beside the run where
+    it has them (the speed the machine ran at then), else the stored peak (`peak`, roofline.json's
+    entry)."""
+    rate, measured = achieved_gflops(rec), machine_rates(rec)
+    if rate and measured:
+        return rate, 100 * rate * len(measured) / sum(measured), "measured rate"
+    if rate and peak and peak.get("peak_gflops", 0) > 0:
+        return rate, 100 * rate / peak["peak_gflops"], "stored peak"
+    return None
+
+
 def column_label(col, hardware, records):
-    profile, kind, name, threads, mixed_precision = col
+    profile, kind, name, threads, mixed_precision, _ = col
     epochs = sorted({r["params"].get("epochs") for r in records if column_key(r) == col
                      and r["task"] != "inference"} - {None})
     ep = " (%s epoch%s)" % ("/".join(map(str, epochs)), "" if epochs == [1] else "s") if epochs else ""
@@ -135,72 +216,99 @@ def framework_versions(recs):
     return ", ".join(out)
 
 
-def machine(col):
-    """The (kind, CPU or GPU name, threads) a column ran on."""
-    return col[1:4]
-
-
-def hardware_tags(best):
-    """H1, H2, ... for every column, one tag per machine (kind, CPU or GPU name, threads), in a
-    stable order."""
-    machines = sorted({machine(k[2]) for k in best}, key=lambda m: (m[0], m[1], m[2] or 0))
+def hardware_tags(*keyed):
+    """H1, H2, ... for every column of the (task, framework, column) keys given, one tag per
+    machine (kind, CPU or GPU name, threads, CPU kind), in a stable order."""
+    cols = sorted({k[2] for keys in keyed for k in keys}, key=column_order)
+    machines = sorted({machine(c) for c in cols}, key=machine_order)
     tag = {m: "H%d" % (i + 1) for i, m in enumerate(machines)}
-    cols = sorted({k[2] for k in best}, key=lambda c: (c[1], c[2], c[3] or 0, c[0], c[4]))
     return OrderedDict((c, tag[machine(c)]) for c in cols)
+
+
+def short_label(col, hardware):
+    """A column in a footnote: "`cpu` on H1", "`cpu`, mixed precision on H1"."""
+    return "`%s`%s on %s" % (col[0], ", mixed precision" if col[4] else "", hardware[col])
+
+
+def hardware_line(tag, col, example, peak, runs):
+    """A machine's line under the tables: what it is, its stored peak, the rates measured beside
+    its runs."""
+    env = example.get("environment") or {}
+    ident = col[5]
+    kind = "" if ident is None else "; %s family %s model %s, %s" % (ident[0], ident[1], ident[2],
+                                                                     " ".join(ident[3]) or "no AVX2")
+    roof = ""
+    if peak:
+        how = "best of %d" % peak["repeats"] if peak.get("repeats") else "best"
+        if peak.get("median_gflops"):
+            how += ", median %.0f" % peak["median_gflops"]
+        roof = "; stored peak %.0f GFLOP/s (float32 %s x %s matmul, %s; %s, numpy %s)" % (
+            peak["peak_gflops"], peak.get("size", "?"), peak.get("size", "?"), how, peak.get("blas", "?"),
+            peak.get("numpy", "?"))
+    rates = sorted(x for run in runs for x in run)
+    if rates:
+        roof += ("; measured by the runner before and after %d of the runs: %.0f-%.0f GFLOP/s"
+                 % (sum(1 for run in runs if run), rates[0], rates[-1]))
+    return "- %s: %s, %s threads, %s GiB memory (%s%s)%s" % (
+        tag, col[2], col[3], env.get("memory_gib"), col[1].upper(), kind, roof)
 
 
 def render(records, rows, roofline=None, notes=None):
     roofline, notes = roofline or {}, notes or {}
     best, unrun = latest(records)
-    cols = sorted({k[2] for k in best})
-    hardware = hardware_tags(best)
-    peaks = {c: peak_for(c, roofline, column_cpu_id(c, best.values())) for c in cols}
+    hardware = hardware_tags(best, unrun)
+    peaks = {c: peak_for(c, roofline) for c in hardware}
     out = []
     for task, title in TASK_TITLES.items():
         task_recs = [r for k, r in best.items() if k[0] == task]
-        task_cols = [c for c in cols if any(column_key(r) == c for r in task_recs)]
-        out.append("### %s\n" % title)
-        metric = ("seconds per 1,000 images (images per second)" if task == "inference"
-                  else "test accuracy after training, and training time")
-        if task in FLOPS_PER_IMAGE and any(peaks[c] for c in task_cols):
-            metric += ("; then the FLOP rate reached (%s) and its share of the machine's measured "
-                       "matrix-multiply peak" % ("forward and backward" if task == "cnn" else "forward"))
-        if task == "rnn":
-            metric += ("; GRU variant: whether the reset gate acts after the recurrent matrix product "
-                       "(cuDNN, PyTorch, Keras 3) or before it (Keras 2's default), and the bias "
-                       "vectors per gate")
-        out.append("Cells: %s.\n" % metric)
+        task_cols = [c for c in hardware if any(k[0] == task and k[2] == c for k in list(best) + list(unrun))]
+        where = (lambda c: " in " + short_label(c, hardware)) if len(task_cols) > 1 else (lambda c: "")
         variant = task == "rnn" and any(r["params"].get("gru_variant") for r in task_recs)
         header = (["Framework"] + (["GRU variant"] if variant else [])
                   + [column_label(c, hardware, task_recs) for c in task_cols] + ["Versions"])
-        out.append("| " + " | ".join(header) + " |")
-        out.append("|" + "---|" * len(header))
+        table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        stale, changed, failed_reruns, shares = [], [], [], set()
         for row in rows:
             recs = [best[(task, row, c)] for c in task_cols if (task, row, c) in best]
             cells = []
             for c in task_cols:
-                rec = best.get((task, row, c))
-                if rec:
-                    cells.append(cell(rec, peaks[c]) + (" †" if rec.get("_stale_steps") else ""))
-                elif (task, row) in unrun:
-                    cells.append(unrun_text(unrun[(task, row)]))
-                else:
-                    cells.append("not run yet")
-            if not task_cols:
-                cells = []
+                rec, other = best.get((task, row, c)), unrun.get((task, row, c))
+                if not rec:
+                    cells.append(unrun_text(other) if other else "not run yet")
+                    continue
+                marks = ""
+                if rec.get("_stale_steps"):
+                    marks += " †"
+                    stale.append("%s%s (%s)" % (row, where(c), ", ".join(HEADINGS.get(step, step)
+                                                                         for step in rec["_stale_steps"])))
+                if speed_changed(rec):
+                    marks += " " + RATE_CHANGED
+                    changed.append("%s%s (%.0f -> %.0f GFLOP/s)" % ((row, where(c)) + tuple(machine_rates(rec))))
+                if rerun_failed(rec, other):
+                    marks += " " + RERUN_FAILED
+                    failed_reruns.append("%s%s (%s; see %s)" % (row, where(c), unrun_text(other),
+                                                               shown_path(other.get("_path") or other["notebook"])))
+                cells.append(cell(rec, peaks[c]) + marks)
+                shares.add((rate_share(rec, peaks[c]) or (None, None, None))[2])
             if variant:
                 cells.insert(0, next((r["params"]["gru_variant"] for r in recs
                                       if r["params"].get("gru_variant")), ""))
-            status = "" if task_cols else " (%s)" % (unrun_text(unrun[(task, row)]) if (task, row) in unrun
-                                                     else "not run yet")
-            out.append("| " + " | ".join([row + status] + cells + [framework_versions(recs)]) + " |")
-        stale = ["%s (%s)" % (row, ", ".join(HEADINGS.get(step, step) for step in rec["_stale_steps"]))
-                 for row in rows for c in task_cols
-                 for rec in [best.get((task, row, c))] if rec and rec.get("_stale_steps")]
+            status = "" if task_cols else " (not run yet)"
+            table.append("| " + " | ".join([row + status] + cells + [framework_versions(recs)]) + " |")
+        out.append("### %s\n" % title)
+        out.append("Cells: %s.\n" % caption(task, shares, any(len(machine_rates(r)) == 2 for r in task_recs)))
+        out.extend(table)
         if stale:
             out.append("\n† Measured with an earlier version of the notebook, whose steps named here have "
                        "changed since (scripts/stale_records.py); the runner re-runs such notebooks when it "
                        "resumes on the machine that measured them: %s." % "; ".join(stale))
+        if changed:
+            out.append("\n%s The machine's matrix-multiply rate changed during the run by more than %.0f%% "
+                       "(measured just before -> just after it): its timing and fraction are unreliable; "
+                       "re-run it: %s." % (RATE_CHANGED, 100 * RATE_TOLERANCE, "; ".join(changed)))
+        if failed_reruns:
+            out.append("\n%s The last re-run did not succeed; the cell keeps the result of the run before "
+                       "it: %s." % (RERUN_FAILED, "; ".join(failed_reruns)))
         if task_recs:
             out.append("\n![%s](results/plots/%s.png)\n" % (title, task))
         else:
@@ -220,26 +328,36 @@ def render(records, rows, roofline=None, notes=None):
             if tag in listed:
                 continue
             listed.add(tag)
-            example = next(r for k, r in best.items() if k[2] == col)
-            env = example.get("environment", {})
-            peak = peaks[col]
-            roof = "" if not peak else "; peak %.0f GFLOP/s (float32 %d x %d matmul, %s, numpy %s)" % (
-                peak["peak_gflops"], peak["size"], peak["size"], peak["blas"], peak["numpy"])
-            runs = [[x for x in r.get("harness", {}).get("machine_gflops_before_after", []) if x]
-                    for k, r in best.items() if machine(k[2]) == machine(col)]
-            rates = sorted(x for run in runs for x in run)
-            if rates:
-                roof += ("; measured by the runner before and after %d of the runs: %.0f-%.0f GFLOP/s"
-                         % (sum(1 for run in runs if run), rates[0], rates[-1]))
-            ids = {json.dumps(r["environment"]["cpu_id"], sort_keys=True) for k, r in best.items()
-                   if machine(k[2]) == machine(col) and r.get("environment", {}).get("cpu_id", {}).get("model")}
-            ident = "".join("; %s family %s model %s, %s" % (i["vendor"], i["family"], i["model"],
-                                                             " ".join(i["vector_flags"]) or "no AVX2")
-                            for i in map(json.loads, sorted(ids)))
-            out.append("- %s: %s, %s threads, %s GiB memory (%s%s)%s" % (
-                tag, col[2], col[3], env.get("memory_gib"), col[1].upper(), ident, roof))
+            example = next(r for keyed in (best, unrun) for k, r in keyed.items() if k[2] == col)
+            runs = [machine_rates(r) for k, r in best.items() if machine(k[2]) == machine(col)]
+            out.append(hardware_line(tag, col, example, peaks[col], runs))
         out.append("")
     return "\n".join(out)
+
+
+def caption(task, shares, rates_measured):
+    """What a task's cells hold; `shares`: the kinds of rate_share() its cells show;
+    `rates_measured`: whether any of its runs has both rates measured beside it."""
+    text = ("seconds per 1,000 images (images per second)" if task == "inference"
+            else "test accuracy after training, and training time")
+    if shares - {None}:
+        how = []
+        if "measured rate" in shares:
+            how.append("*of measured rate*: of the mean of the rates the runner measured just before and "
+                       "just after that run (or the one of them it has)")
+        if "stored peak" in shares:
+            how.append("*of stored peak*: of the best rate stored for the machine in `results/roofline.json` "
+                       "(a run without the runner's measurements)")
+        text += ("; then the FLOP rate reached (%s) and its share of the machine's float32 matrix-multiply "
+                 "rate, %s" % ("forward and backward" if task == "cnn" else "forward", "; ".join(how)))
+    if task == "rnn":
+        text += ("; GRU variant: whether the reset gate acts after the recurrent matrix product "
+                 "(cuDNN, PyTorch, Keras 3) or before it (Keras 2's default), and the bias vectors per gate")
+    if rates_measured:
+        text += ("; %s: the rates measured before and after the run differ by more than %.0f%% of the larger: "
+                 "the machine's speed changed during the run, whose figures are unreliable"
+                 % (RATE_CHANGED, 100 * RATE_TOLERANCE))
+    return text
 
 
 def harness_overhead(recs):
@@ -401,7 +519,12 @@ def main(argv=None):
     for rec in records:
         rec["_stale_steps"] = record_changes(rec["_path"], args.notebooks) if publishable(rec) else None
     roofline_file = results / "roofline.json"
-    roofline = json.loads(roofline_file.read_text()) if roofline_file.exists() else {}
+    try:
+        roofline = load_roofline(roofline_file)
+    except RooflineError as e:  # the tables go on without stored peaks
+        print(f"skipping {e.path}: {e.reason}", file=sys.stderr)
+        problems.append((e.path, e.reason))
+        roofline = {}
     spec = envspec.load_spec()
     body = render(records, readme_rows(spec, records), roofline, envspec.framework_notes(spec))
     body += "\n" + render_original(results / "original_2018.csv")
@@ -419,7 +542,7 @@ def main(argv=None):
     print(f"{readme}: tables from {sum(publishable(r) for r in records)} records; plots: "
           + ", ".join(str(p) for p in plots))
     if problems:
-        print(f"{len(problems)} record file(s) skipped: fix or remove them", file=sys.stderr)
+        print(f"{len(problems)} file(s) skipped: fix or remove them", file=sys.stderr)
     return 1 if problems else 0
 
 

@@ -1,6 +1,9 @@
 """FLOP counts per image, the roofline file, and the fraction-of-peak column built from them."""
 import json
+import re
 import shutil
+
+import pytest
 
 import roofline
 from common import flops, params, resnet50
@@ -53,6 +56,36 @@ def test_roofline_tells_cpu_generations_apart(tmp_path):
     assert roofline.entry_for(data, "AMD EPYC", 2, dict(milan, model="160")) is None
 
 
+def test_rate_is_the_median_of_several_products(monkeypatch):
+    """The runner's reading is the median of several products, with the best and worst beside it."""
+    summary = roofline.summarize([0.2, 0.1, 0.4, 0.25], 1000)  # 2 GFLOP each: 10, 20, 5, 8 GFLOP/s
+    assert summary == {"peak_gflops": 20.0, "median_gflops": 9.0, "min_gflops": 5.0, "size": 1000, "repeats": 4}
+    timed = []
+    monkeypatch.setattr(roofline, "time_runs", lambda fn, repeats, warmup: timed.append((repeats, warmup))
+                        or [0.3, 0.1, 2.0, 0.2, 0.25])  # 6.7, 20, 1 (a neighbour's burst), 10, 8 GFLOP/s
+    result = roofline.measure(1000, 5)
+    assert timed == [(5, 1)], "one untimed product, then the timed ones"
+    assert (result["median_gflops"], result["peak_gflops"], result["min_gflops"]) == (8.0, 20.0, 1.0)
+    asked = []
+    monkeypatch.setattr(roofline, "measure_in_kernel_env", lambda size, repeats: (asked.append((size, repeats))
+                                                                                 or result, 2))
+    assert roofline.rate_now()["median_gflops"] == 8.0
+    assert asked == [(roofline.RATE_SIZE, roofline.RATE_REPEATS)] and roofline.RATE_REPEATS >= 5
+
+
+def test_damaged_roofline_file_is_named_and_kept(tmp_path):
+    path = tmp_path / "roofline.json"
+    path.write_text('{"machines": [{"hardware"')
+    with pytest.raises(roofline.RooflineError, match=r"^%s: invalid JSON" % re.escape(str(path))):
+        roofline.load(path)
+    with pytest.raises(roofline.RooflineError):
+        roofline.update(path, {"hardware": {"name": "A", "threads": 2}, "peak_gflops": 100.0})
+    proc = run_script("roofline.py", "--out", path)  # stops before it measures anything
+    assert proc.returncode != 0 and "%s: invalid JSON" % path in proc.stdout and "fix or remove it" in proc.stdout
+    assert path.read_text() == '{"machines": [{"hardware"', "the other machines' entries are not overwritten"
+    assert roofline.load(tmp_path / "none.json") == {"machines": []}
+
+
 def test_roofline_rejects_bad_arguments():
     proc = run_script("roofline.py", "--size", "10")
     assert proc.returncode != 0 and "--size" in proc.stdout
@@ -73,10 +106,10 @@ def test_fraction_of_peak_in_tables(tmp_path):
     assert proc.returncode == 0, proc.stdout
     text = readme.read_text()
     rate = 20.0 * flops.resnet50_forward_flops() / 1e9  # 154 GFLOP/s
-    assert "50.0 s (20 img/s); %.0f GFLOP/s, %.0f%% of peak" % (rate, rate / 2) in text
-    assert "peak 200 GFLOP/s" in text
+    assert "50.0 s (20 img/s); %.0f GFLOP/s, %.0f%% of stored peak" % (rate, rate / 2) in text
+    assert "stored peak 200 GFLOP/s (float32 4096 x 4096 matmul, best, median 190; someblas 1.0" in text
     rnn = text.split("### GRU on IMDB")[1].split("###")[0]
-    assert "of peak" not in rnn, "the GRU task has no FLOP count"
+    assert "GFLOP/s" not in rnn and "stored peak" not in rnn, "the GRU task has no FLOP count"
 
 
 def test_layer_ceiling_measures_every_layer_and_the_step(tmp_path):

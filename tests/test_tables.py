@@ -10,30 +10,38 @@ from common import records
 from conftest import ROOT, run_script
 
 
+INTEL = {"vendor": "GenuineIntel", "family": "6", "model": "207", "vector_flags": ["avx2", "amx_bf16"]}
+ZEN5 = {"vendor": "AuthenticAMD", "family": "26", "model": "2", "vector_flags": ["avx2", "fma", "avx512f"]}
+
+
 def record(tmp, name, framework, task, status="ok", synthetic=False, profile="cpu", folder=None,
-           mixed_precision=False, cpu_id=None, error="boom", **metrics):
+           mixed_precision=False, cpu_id=None, error="boom", rates=None, device=None,
+           finished_at="2026-11-28T12:00:00+00:00", file=None, params=None, **metrics):
+    """A record written to tmp/<folder or profile>/<file or name.json>; `rates`: the machine's
+    matmul rates measured before and after it (harness.machine_gflops_before_after)."""
     rec = {
         "schema": 1, "notebook": name, "framework": framework, "task": task, "profile": profile,
         "status": status, "error": None if status == "ok" else error, "synthetic_data": synthetic,
-        "device": {"kind": "cpu", "name": "Test CPU 9000", "threads": 2},
+        "device": device or {"kind": "cpu", "name": "Test CPU 9000", "threads": 2},
         "versions": {"python": "3.11", "torch": "2.13.0"},
-        "params": {"epochs": 1, "mixed_precision": mixed_precision},
-        "metrics": metrics, "finished_at": "2026-11-28T12:00:00+00:00",
+        "params": dict({"epochs": 1, "mixed_precision": mixed_precision}, **(params or {})),
+        "metrics": metrics, "finished_at": finished_at,
         "environment": {"memory_gib": 23.4, "cpu_id": cpu_id or {}},
     }
-    records.write_json_atomic(str(tmp / (folder or profile) / (name + ".json")), rec)
+    if rates is not None:
+        rec["harness"] = {"machine_gflops_before_after": list(rates)}
+    records.write_json_atomic(str(tmp / (folder or profile) / (file or name + ".json")), rec)
 
 
 def test_tables_from_records(tmp_path):
     res = tmp_path / "results"
     shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
-    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=412.3, test_accuracy=0.6543,
-           cpu_id={"vendor": "GenuineIntel", "family": "6", "model": "207", "vector_flags": ["avx2", "amx_bf16"]})
-    record(res, "Fake_CNN", "Fake", "cnn", synthetic=True, train_seconds=1, test_accuracy=0.99)
-    record(res, "Other_CNN", "Other", "cnn", status="failed")
-    record(res, "PyTorch_Inference", "PyTorch", "inference",
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=412.3, test_accuracy=0.6543, cpu_id=INTEL)
+    record(res, "Fake_CNN", "Fake", "cnn", synthetic=True, train_seconds=1, test_accuracy=0.99, cpu_id=INTEL)
+    record(res, "Other_CNN", "Other", "cnn", status="failed", cpu_id=INTEL)
+    record(res, "PyTorch_Inference", "PyTorch", "inference", cpu_id=INTEL,
            seconds_per_1000_images=61.25, images_per_second=16.33)
-    record(res, "MXNet_Inference", "MXNet", "inference", seconds_per_1000_images=50.0,
+    record(res, "MXNet_Inference", "MXNet", "inference", seconds_per_1000_images=50.0, cpu_id=INTEL,
            images_per_second=20.0, inference_seconds=64.0,
            inference_passes={"median": 64.0, "min": 62.72, "max": 65.28, "repeats": 2, "seconds": [62.72, 65.28]})
     record(res, "PyTorch_RNN", "PyTorch", "rnn", profile="smoke", train_seconds=1, test_accuracy=0.5)
@@ -60,7 +68,7 @@ def test_tables_from_records(tmp_path):
     assert not (res / "plots" / "rnn.png").exists()
 
     assert run_script("make_tables.py", "--results", res, "--readme", readme, "--check").returncode == 0
-    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=300, test_accuracy=0.7)
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=300, test_accuracy=0.7, cpu_id=INTEL)
     stale = run_script("make_tables.py", "--results", res, "--readme", readme, "--check")
     assert stale.returncode != 0 and "stale" in stale.stdout
 
@@ -223,3 +231,118 @@ def test_cell_never_prints_an_impossible_figure(tmp_path):
     rec["metrics"]["test_accuracy"] = 0.487
     with pytest.raises(records.RecordError, match="train_seconds is -257"):
         make_tables.render([rec], ["A"])
+
+
+def inference(tmp, framework, images_per_second=20.0, **kw):
+    """An inference record of `framework`: 20 images/s is 154 GFLOP/s (common/flops.py)."""
+    record(tmp, framework + "_Inference", framework, "inference", images_per_second=images_per_second,
+           seconds_per_1000_images=1000.0 / images_per_second, **kw)
+
+
+def section(text, heading):
+    return text.split(heading)[1].split("###")[0]
+
+
+def test_fraction_is_of_the_rate_measured_beside_the_run(tmp_path):
+    """Each record's FLOP rate is a share of the mean of the matmul rates measured before and after
+    it; a run whose two rates differ by more than RATE_TOLERANCE is marked; a run without them falls
+    back to the stored peak, and says so."""
+    rate = 20.0 * make_tables.FLOPS_PER_IMAGE["inference"]() / 1e9  # 154 GFLOP/s
+    inference(tmp_path, "Steady", rates=[180.0, 220.0])  # 18% apart: within the tolerance
+    inference(tmp_path, "Shaky", rates=[224.0, 163.0])  # 27% apart
+    inference(tmp_path, "Old")  # no rates measured: the stored peak
+    record(tmp_path, "Shaky_RNN", "Shaky", "rnn", train_seconds=30, test_accuracy=0.86, rates=[300.0, 150.0])
+    recs = records.load_records(str(tmp_path))
+    roof = {"machines": [{"hardware": {"name": "Test CPU 9000", "threads": 2}, "peak_gflops": 400.0,
+                          "median_gflops": 380.0, "size": 4096, "repeats": 7, "blas": "someblas 1.0",
+                          "numpy": "2.4.6"}]}
+    text = make_tables.render(recs, ["Old", "Shaky", "Steady"], roof)
+    inf = section(text, "### ResNet-50")
+    assert "| Steady | 50.0 s (20 img/s); %.0f GFLOP/s, %.0f%% of measured rate |" % (rate, rate / 2) in inf
+    assert "| Shaky | 50.0 s (20 img/s); %.0f GFLOP/s, %.0f%% of measured rate § |" % (
+        rate, 100 * rate / 193.5) in inf
+    assert "| Old | 50.0 s (20 img/s); %.0f GFLOP/s, %.0f%% of stored peak |" % (rate, rate / 4) in inf
+    assert make_tables.RATE_TOLERANCE == 0.2
+    caption = inf.split("\n|")[0]
+    assert "*of measured rate*: of the mean of the rates the runner measured just before and just after" in caption
+    assert "*of stored peak*: of the best rate stored for the machine" in caption
+    assert "§: the rates measured before and after the run differ by more than 20% of the larger" in caption
+    assert "changed during the run by more than 20%" in inf and "re-run it: Shaky (224 -> 163 GFLOP/s)." in inf
+    rnn = section(text, "### GRU on IMDB")
+    assert "| Shaky | 86.0% in 30 s § |" in rnn and "Shaky (300 -> 150 GFLOP/s)" in rnn, "timings are marked too"
+    assert "of measured rate" not in rnn
+    assert ("stored peak 400 GFLOP/s (float32 4096 x 4096 matmul, best of 7, median 380; someblas 1.0, numpy 2.4.6)"
+            "; measured by the runner before and after 3 of the runs: 150-300 GFLOP/s") in text
+
+
+def test_one_column_per_cpu_kind(tmp_path):
+    """Two CPUs of one name but of different kinds (envinfo.cpu_id) get their own columns and
+    hardware tags; records without a cpu_id (older ones) form their own; a GPU column is its GPU's,
+    whatever the host CPU."""
+    gpu = {"kind": "gpu", "name": "NVIDIA H100", "threads": 2}
+    for day, (cpu_id, folder, accuracy) in enumerate(((INTEL, "cpu-intel", 0.61), (ZEN5, "cpu-zen5", 0.62),
+                                                      (None, "cpu", 0.63)), 1):
+        record(tmp_path, "PyTorch_CNN", "PyTorch", "cnn", folder=folder, cpu_id=cpu_id,
+               train_seconds=400, test_accuracy=accuracy)
+        record(tmp_path, "PyTorch_CNN", "PyTorch", "cnn", folder=folder + "-gpu", cpu_id=cpu_id, device=gpu,
+               train_seconds=day, test_accuracy=0.65, finished_at="2026-11-0%dT12:00:00+00:00" % day)
+    text = make_tables.render(records.load_records(str(tmp_path)), ["PyTorch"])
+    cnn = section(text, "### VGG-style")
+    assert ("| Framework | `cpu` (1 epoch) on H1 | `cpu` (1 epoch) on H2 | `cpu` (1 epoch) on H3 "
+            "| `cpu` (1 epoch) on H4 | Versions |") in cnn
+    assert "| PyTorch | 63.0% in 400 s | 62.0% in 400 s | 61.0% in 400 s | 65.0% in 3 s |" in cnn
+    assert "- H1: Test CPU 9000, 2 threads, 23.4 GiB memory (CPU)\n" in text
+    assert "- H2: Test CPU 9000, 2 threads, 23.4 GiB memory (CPU; AuthenticAMD family 26 model 2, avx2 fma avx512f)" in text
+    assert "- H3: Test CPU 9000, 2 threads, 23.4 GiB memory (CPU; GenuineIntel family 6 model 207, avx2 amx_bf16)" in text
+    assert "- H4: NVIDIA H100, 2 threads, 23.4 GiB memory (GPU)" in text and "- H5" not in text
+
+
+def test_failures_and_skips_stay_in_their_column(tmp_path):
+    """A failed re-run beside a kept ok record marks that cell; a failure or a skip on one machine
+    shows in that machine's column only."""
+    res, epyc = tmp_path / "results", {"kind": "cpu", "name": "AMD EPYC", "threads": 2}
+    # H1, a Zen 5 machine: PyTorch ok, MXNet failed, Gpu skipped
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", folder="cpu-epyc", device=epyc, cpu_id=ZEN5,
+           train_seconds=300, test_accuracy=0.6)
+    record(res, "MXNet_CNN", "MXNet", "cnn", folder="cpu-epyc", device=epyc, cpu_id=ZEN5, status="failed")
+    record(res, "Gpu_CNN", "Gpu", "cnn", folder="cpu-epyc", device=epyc, cpu_id=ZEN5, status="skipped",
+           error="needs a CUDA GPU")
+    # and an earlier failure there, which a later ok run superseded: no mark
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", folder="cpu-epyc-old", device=epyc, cpu_id=ZEN5,
+           status="failed", finished_at="2026-11-01T12:00:00+00:00")
+    # H2 (an older record, without a cpu_id): the runner kept it when its re-run failed, and the
+    # failure, written by today's runner, names its CPU's kind
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=400, test_accuracy=0.65)
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", status="failed", error="Traceback\nMemoryError",
+           file="PyTorch_CNN.failed.json", cpu_id=INTEL, finished_at="2026-12-01T12:00:00+00:00")
+    text = make_tables.render(records.load_records(str(res)), ["Gpu", "MXNet", "PyTorch"])
+    cnn = section(text, "### VGG-style")
+    assert "| Framework | `cpu` (1 epoch) on H1 | `cpu` (1 epoch) on H2 | Versions |" in cnn
+    assert "| PyTorch | 60.0% in 300 s | 65.0% in 400 s ‡ |" in cnn
+    assert "| MXNet | failed | not run yet |" in cnn
+    assert "| Gpu | skipped: needs a CUDA GPU | not run yet |" in cnn
+    assert ("‡ The last re-run did not succeed; the cell keeps the result of the run before it: "
+            "PyTorch in `cpu` on H2 (failed; see %s)." % (res / "cpu" / "PyTorch_CNN.failed.json")) in cnn
+    assert text.count("- H") == 2, "the failed re-run beside H2's record is H2's, though it names its CPU's kind"
+
+
+def test_damaged_roofline_file_is_skipped(tmp_path):
+    res = tmp_path / "results"
+    shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
+    inference(res, "PyTorch")
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
+    entry = {"hardware": {"name": "Test CPU 9000", "threads": 2}, "peak_gflops": 200.0}
+    for content, reason in (('{"machines": [{"hardware": {"na', "invalid JSON ("),
+                            (json.dumps({"machines": [dict(entry, peak_gflops="fast")]}),
+                             "machines[0].peak_gflops is 'fast', not a positive number"),
+                            (json.dumps([entry]), "not an object with a list of machines")):
+        (res / "roofline.json").write_text(content)
+        proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+        assert proc.returncode != 0 and "Traceback" not in proc.stdout, proc.stdout
+        assert "skipping %s: %s" % (res / "roofline.json", reason) in proc.stdout
+        text = readme.read_text()
+        assert "| PyTorch | 50.0 s (20 img/s) |" in text and "peak" not in text, "no stored peak used"
+    (res / "roofline.json").write_text(json.dumps({"machines": [entry]}))
+    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+    assert proc.returncode == 0 and "% of stored peak |" in readme.read_text(), proc.stdout
