@@ -1,6 +1,7 @@
 """What a result was measured on: CPU, cores, threads, memory, GPU, Python and library versions."""
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -46,6 +47,30 @@ def same_cpu(a, b):
     if not a or not b or "family" not in a or "family" not in b:
         return True
     return all(a.get(k) == b.get(k) for k in ("vendor", "family", "model", "vector_flags"))
+
+
+def _slug(text):
+    """"Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz" -> "intel-xeon-platinum-8480-cpu"."""
+    text = re.sub(r"\((r|tm|c)\)", " ", str(text).lower()).split("@")[0]
+    return "-".join(re.findall(r"[a-z0-9]+", text))
+
+
+VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
+
+
+def machine_key(threads, gpus=None, name=None, ident=None):
+    """A short name for the machine a run measures (its records' folder): where `gpus`
+    (nvidia_gpus()) are given, the first one's name and their count ("nvidia-h200-1x"); else the
+    CPU's model name (`name`, default cpu_model()), its vendor where the name lacks it, family and
+    model (`ident`, default cpu_id()) and `threads` ("intel-xeon-processor-6-167-2t")."""
+    if gpus:
+        return "%s-%dx" % (_slug(gpus[0].get("name") or "") or "gpu", len(gpus))
+    ident = cpu_id() if ident is None else ident
+    words = _slug(cpu_model() if name is None else name) or "cpu"
+    vendor = VENDORS.get(ident.get("vendor"), _slug(ident.get("vendor") or ""))
+    parts = [vendor] if vendor and vendor not in words.split("-") else []
+    parts += [words] + [_slug(ident.get(k) or "") for k in ("family", "model", "machine")]
+    return "-".join(p for p in parts if p) + "-%dt" % threads
 
 
 def cpu_count():

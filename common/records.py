@@ -37,13 +37,15 @@ def git_state(root=REPO_ROOT):
 
 
 def write_json_atomic(path, data):
-    """Write to a temporary file beside `path`, then rename: a reader never sees half a file."""
+    """Write to a temporary file beside `path`, then rename: a reader never sees half a file. The
+    file is readable by all (0644; mkstemp's own mode is 0600)."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         os.makedirs(folder)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
     try:
         with os.fdopen(fd, "w") as f:
+            os.chmod(tmp, 0o644)
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
         os.replace(tmp, path)
@@ -54,7 +56,13 @@ def write_json_atomic(path, data):
 
 
 def default_record_dir(profile):
-    return os.environ.get("ROSETTA_RECORD_DIR") or os.path.join(REPO_ROOT, "results", profile)
+    """Where a notebook run by hand (RECORD_DIR None) writes its record: ROSETTA_RECORD_DIR, else
+    this machine's folder, as run_matrix.py chooses it (results/<profile>[-amp]/<machine key>)."""
+    if os.environ.get("ROSETTA_RECORD_DIR"):
+        return os.environ["ROSETTA_RECORD_DIR"]
+    gpus = [] if os.environ.get("ROSETTA_DEVICE") == "cpu" else envinfo.nvidia_gpus()
+    folder = profile + ("-amp" if precision.notebook_parameter("MIXED_PRECISION", False) else "")
+    return os.path.join(REPO_ROOT, "results", folder, envinfo.machine_key(envinfo.threads(), gpus))
 
 
 class RecordError(ValueError):

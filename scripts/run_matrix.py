@@ -6,12 +6,28 @@
     python scripts/run_matrix.py --list
     python scripts/run_matrix.py --profile full --amp               # mixed precision, where a notebook has it
 
-Executed notebooks and records go to results/<profile>/ (or --out). A notebook whose `ok` record
-is already there is skipped (resume) unless --force, or unless the code of its timed steps has
-changed since (scripts/stale_records.py); a record from another machine is never replaced without
---force. A record that does not pass common.records.load_record is reported ("FILE: reason") and
-its notebook runs again. A failing notebook gets a `failed` record and the others go on; the exit
-status is non-zero when anything failed.
+Records belong to the machine that made them. Executed notebooks and records go to
+results/<profile>/<machine>/ (--results for another results folder; --out for any other folder),
+<machine> being this machine's key (common.envinfo.machine_key: on the CPU, the CPU's model name,
+family, model and thread count, e.g. intel-xeon-processor-6-167-2t; on a GPU, its name and the GPU
+count, e.g. nvidia-h200-1x), so every machine resumes in its own folder and gets its own table
+column. An --out that is another machine's folder (a machine folder of the results tree under
+another key, or one holding a record measured elsewhere) is refused without --force.
+
+The device is chosen once per run: a GPU where nvidia-smi lists one, else the CPU (ROSETTA_DEVICE=
+cpu|gpu forces either). Each notebook runs with its framework's environment and kernel for that
+device (scripts/envspec.py: framework_env; on a GPU, e.g. rosetta-torch-gpu for PyTorch). Where
+that GPU environment's kernels cannot run on this GPU (its compute capability or driver:
+envspec.gpu_skip_reason), the notebook gets a `skipped` record with the reason in `error` and the
+GPU in `device`, and does not run; an ok record already there is kept. On resume a skipped record
+stands while its reason still holds (the reason is checked again every time: a newer environment
+spec may run it). --list shows each notebook's environment, kernel and any reason to skip it.
+
+A notebook whose `ok` record is already there is skipped (resume) unless --force, or unless the
+code of its timed steps has changed since (scripts/stale_records.py); a record from another machine
+is never replaced without --force. A record that does not pass common.records.load_record is
+reported ("FILE: reason") and its notebook runs again. A failing notebook gets a `failed` record
+and the others go on; the exit status is non-zero when anything failed.
 
 A previous result is never lost. Each notebook runs in a staging folder, <out>/.staging-<name>/
 (papermill's executed notebook, and the record: the notebook's RECORD_DIR points there). Only a
@@ -35,12 +51,13 @@ runner on the folder exits at once, and a lock left by a runner that ended witho
 taken over with a line saying so. The guard holds the lock too, so a runner started while a killed
 runner's processes are being stopped waits for that (up to 15 s).
 
-A kernel that is not registered is a failed record naming the set-up command, before papermill
-starts.
+An environment that is not built, or whose kernel is not registered, is a failed record naming the
+set-up command (`python3 scripts/setup_env.py --device gpu torch-gpu` for a GPU one), before
+papermill starts.
 
 --amp sets the notebooks' MIXED_PRECISION parameter (float32 weights, float16 or bfloat16 products, as
-each notebook chooses and records); records go to results/<profile>-amp/ and form their own table
-column. Every notebook declares MIXED_PRECISION; those whose steps (code cells tagged step:...,
+each notebook chooses and records); records go to results/<profile>-amp/<machine>/ and form their
+own table column. Every notebook declares MIXED_PRECISION; those whose steps (code cells tagged step:...,
 the parameters cell aside) do not use it have no mixed-precision path: they are listed and left out.
 """
 import argparse
@@ -154,10 +171,12 @@ LOCK_FILE = ".runner.lock"
 LOCK_WAIT = 15.0  # seconds a runner waits for the processes of a dead runner to be stopped
 STAGING = ".staging-"  # + notebook name: a folder in the output folder
 FAILED = ".failed"  # <name>.failed.json: a failure beside a kept ok record
+PROFILE_FOLDER = re.compile(r"^(smoke|cpu|full)(-amp)?$")  # results/<profile>[-amp]/<machine key>/
+NOT_RUNNABLE = "not runnable here"  # a notebook given a skipped record: its GPU environment cannot run here
 
 
 def discover(notebooks_dir, spec):
-    """[(path, framework prefix, task, env name, README row)] for every notebook in the folder."""
+    """[(path, framework prefix, task, CPU env name, README row)] for every notebook in the folder."""
     table = envspec.framework_table(spec)
     found = []
     for path in sorted(Path(notebooks_dir).glob("*.ipynb")):
@@ -192,11 +211,12 @@ def measured_here(rec):
     return dev.get("name") in [g["name"] for g in envinfo.nvidia_gpus()]
 
 
-def resume_decision(record_path, notebooks_dir):
+def resume_decision(record_path, notebooks_dir, skip_reason=None):
     """(skip, why) for a notebook whose output folder may hold a record: an `ok` record is kept,
-    unless the code of its notebook's timed steps has changed since (then it runs again); one
-    from another machine is kept in any case (replacing it would drop that machine's figure).
-    An invalid record is named with its fault, and its notebook runs again."""
+    unless the code of its notebook's timed steps has changed since (then it runs again); a
+    `skipped` one while its reason is still `skip_reason` (why the notebook cannot run here now,
+    or None); one from another machine is kept in any case (replacing it would drop that
+    machine's figure). An invalid record is named with its fault, and its notebook runs again."""
     record_path = Path(record_path)
     if not record_path.exists():
         return False, None
@@ -204,12 +224,17 @@ def resume_decision(record_path, notebooks_dir):
         rec = records.load_record(str(record_path))
     except records.RecordError as e:
         return False, f"{e}; running it again"
-    if rec["status"] != "ok":
+    if rec["status"] == "failed":
         return False, None
     dev = rec.get("device") or {}
     if not measured_here(rec):
-        return True, ("its record was measured on another machine (%s, %s threads): kept; --out for this "
-                      "machine's records, or --force to replace it" % (dev.get("name"), dev.get("threads")))
+        return True, ("its record was measured on another machine (%s, %s threads): kept (this machine's "
+                      "records go to its own folder, the default), or --force to replace it"
+                      % (dev.get("name"), dev.get("threads")))
+    if rec["status"] == "skipped":
+        if skip_reason is None:
+            return False, "its skipped record's reason no longer holds: running it"
+        return rec["error"] == skip_reason, None
     steps = stale_records.record_changes(record_path, notebooks_dir)
     if steps:
         return False, "running again: %s changed since its record" % ", ".join(
@@ -230,7 +255,13 @@ def has_mixed_precision_path(nb_path):
     return False
 
 
-def kernel_problem(env_name, jupyter_dirs):
+def setup_command(spec, env_name):
+    """The command that builds an environment and registers its kernel."""
+    device = "--device gpu " if "gpu_of" in spec["env"][env_name] else ""
+    return f"python3 scripts/setup_env.py {device}{env_name}"
+
+
+def kernel_problem(spec, env_name, jupyter_dirs):
     """Why papermill could not start the environment's kernel (it is registered nowhere that
     jupyter_client looks, JUPYTER_PATH being `jupyter_dirs`), or None."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
@@ -240,7 +271,52 @@ def kernel_problem(env_name, jupyter_dirs):
         KernelSpecManager(kernel_dirs=dirs).get_kernel_spec(kernel)
     except NoSuchKernel:
         return (f"kernel {kernel!r} is not registered (papermill would stop with NoSuchKernel): run "
-                f"`python3 scripts/setup_env.py {env_name}`")
+                f"`{setup_command(spec, env_name)}`")
+    return None
+
+
+def this_machine():
+    """(device, gpus, machine key) of this run: "gpu" where nvidia-smi lists a GPU, else "cpu"
+    (ROSETTA_DEVICE=cpu|gpu forces either), the GPUs listed, and the name of this machine's
+    records folder (envinfo.machine_key: the GPU's on a GPU, else the CPU's)."""
+    gpus = envinfo.nvidia_gpus()
+    try:
+        device = envspec.device(gpus=gpus)
+    except ValueError as e:
+        raise SystemExit(str(e))
+    if device == "gpu" and not gpus:
+        raise SystemExit("ROSETTA_DEVICE=gpu, but nvidia-smi lists no GPU (is the first nvidia-smi on PATH "
+                         "the driver's?): unset ROSETTA_DEVICE to run on the CPU")
+    return device, gpus, envinfo.machine_key(envspec.thread_count(), gpus if device == "gpu" else None)
+
+
+def record_device(device, gpus):
+    """The `device` of the records the runner writes itself (failed, skipped)."""
+    name = gpus[0]["name"] if device == "gpu" else envinfo.cpu_model()
+    return {"kind": "cuda" if device == "gpu" else "cpu", "name": name, "threads": envspec.thread_count()}
+
+
+def placement(spec, prefix, device, gpus):
+    """(environment, why it cannot run here or None) of a framework on this device."""
+    env_name = envspec.framework_env(spec, prefix, device)
+    return env_name, envspec.gpu_skip_reason(spec, env_name, gpus) if device == "gpu" else None
+
+
+def other_machines_folder(out, results_root, key):
+    """Why folder `out` belongs to another machine, or None: it is a machine folder of the results
+    tree (<results>/<profile>/<key>) under another key, or it holds a record measured elsewhere."""
+    out = Path(out).resolve()
+    if (out.parent.parent == Path(results_root).resolve() and PROFILE_FOLDER.match(out.parent.name)
+            and out.name != key):
+        return f"its name is the machine key {out.name!r}; this machine's is {key!r}"
+    for path in sorted(out.glob("*.json")):
+        try:
+            rec = records.load_record(str(path))
+        except records.RecordError:
+            continue
+        if not measured_here(rec):
+            dev = rec["device"]
+            return f"{path.name} was measured on another machine ({dev.get('name')}, {dev.get('threads')} threads)"
     return None
 
 
@@ -378,8 +454,8 @@ def run_one(item, args, spec, env, lock_fd):
     python = envspec.env_python(spec, env_name)
     if not python.exists():
         return write_failure(item, args, f"environment {env_name!r} is not built: run "
-                                         f"`python3 scripts/setup_env.py {env_name}`")
-    problem = kernel_problem(env_name, env["JUPYTER_PATH"].split(os.pathsep))
+                                         f"`{setup_command(spec, env_name)}`")
+    problem = kernel_problem(spec, env_name, env["JUPYTER_PATH"].split(os.pathsep))
     if problem:
         return write_failure(item, args, problem)
     shutil.rmtree(stage, ignore_errors=True)
@@ -447,12 +523,12 @@ def run_staged(item, args, env, lock_fd, stage):
 
 
 def machine_rate():
-    """The machine's float32 matrix-multiply rate in GFLOP/s right now (roofline.py's measurement at
-    4096, best of 3, about 2 s; at 2048 OpenBLAS's rate swung by 2x on its own), or None: taken
-    before and after each notebook, it shows in the record whether the machine ran at its usual
-    speed (a shared VM may not)."""
+    """The machine's float32 matrix-multiply rate in GFLOP/s right now (roofline.rate_now: the
+    median of several short products, in the kernels' thread settings), or None: taken before and
+    after each notebook, it is what the tables judge the run's FLOP rate against, and shows
+    whether the machine's speed changed during the run (a shared VM's may)."""
     try:
-        return round(roofline.measure_in_kernel_env(4096, 3)[0]["peak_gflops"], 1)
+        return round(roofline.rate_now()["median_gflops"], 1)
     except (OSError, ValueError, subprocess.CalledProcessError):
         return None
 
@@ -460,11 +536,13 @@ def machine_rate():
 def slow_machine_warning(rate, roofline_file=envspec.ROOT / "results" / "roofline.json", below=0.7):
     """A warning when the matmul rate just measured is under `below` times the peak stored for this CPU
     and thread count in roofline.json (a shared VM in a slow spell: its timings would be too)."""
-    import json
-    if not rate or not Path(roofline_file).exists():
+    if not rate:
         return None
-    entry = roofline.entry_for(json.loads(Path(roofline_file).read_text()), envinfo.cpu_model(),
-                               envspec.thread_count(), envinfo.cpu_id())
+    try:
+        stored = roofline.load(roofline_file)
+    except roofline.RooflineError as e:
+        return "warning: no stored peak to compare with (%s)" % e
+    entry = roofline.entry_for(stored, envinfo.cpu_model(), envspec.thread_count(), envinfo.cpu_id())
     if not entry or rate >= below * entry["peak_gflops"]:
         return None
     peak = entry["peak_gflops"]
@@ -493,6 +571,11 @@ def add_harness_time(record_path, wall_seconds, machine_gflops=(None, None)):
     records.write_json_atomic(str(record_path), rec)
 
 
+def runner_params(args):
+    """The `params` of the records the runner writes itself: --amp, so that they join that column."""
+    return {"mixed_precision": True} if args.amp else {}
+
+
 def write_failure(item, args, error, executed=None):
     """A `failed` record for the notebook (with its executed notebook, if any): beside a kept ok
     record as <name>.failed.json and <name>.failed.ipynb, otherwise as <name>.json and <name>.ipynb."""
@@ -500,7 +583,8 @@ def write_failure(item, args, error, executed=None):
     out = Path(args.out)
     kept = ok_record(out / (path.stem + ".json"))
     base = out / (path.stem + (FAILED if kept else ""))
-    rec = records.Run(path.stem, row, task, args.profile, str(out)).record("failed", error=error)
+    rec = records.Run(path.stem, row, task, args.profile, str(out)).record(
+        "failed", error=error, device=args.record_device, params=runner_params(args))
     if executed and executed.exists():
         os.replace(executed, str(base) + ".ipynb")
     elif kept:
@@ -512,21 +596,44 @@ def write_failure(item, args, error, executed=None):
     return "failed"
 
 
+def write_skipped(item, args, reason):
+    """A `skipped` record: the notebook cannot run on this GPU (`reason`). It replaces a failed or
+    skipped record (and a failure's executed notebook), never an ok one."""
+    path, prefix, task, env_name, row = item
+    out = Path(args.out)
+    print("    " + reason, flush=True)
+    if ok_record(out / (path.stem + ".json")):
+        print("    kept its ok record (a skipped record never replaces one)", flush=True)
+        return "skipped"
+    rec = records.Run(path.stem, row, task, args.profile, str(out)).record(
+        "skipped", error=reason, device=args.record_device, params=runner_params(args))
+    with uninterrupted():
+        (out / path.name).unlink(missing_ok=True)  # a failed run's executed notebook
+        records.write_json_atomic(str(out / (path.stem + ".json")), rec)
+    return NOT_RUNNABLE
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
     ap.add_argument("--frameworks", nargs="*", help="notebook prefixes, e.g. PyTorch Keras_TF")
     ap.add_argument("--tasks", nargs="*", choices=sorted(TASKS.values()))
     ap.add_argument("--notebooks", default=str(envspec.ROOT / "notebooks"), help="notebook folder")
-    ap.add_argument("--out", help="output folder (default: results/<profile>)")
-    ap.add_argument("--force", action="store_true", help="re-run notebooks that already have an ok record")
+    ap.add_argument("--results", default=str(envspec.ROOT / "results"),
+                    help="the results folder, whose <profile>[-amp]/<machine key>/ is the default --out")
+    ap.add_argument("--out", help="output folder (default: results/<profile>[-amp]/<this machine's key>)")
+    ap.add_argument("--force", action="store_true",
+                    help="re-run notebooks that already have a record; run into another machine's --out")
     ap.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per notebook")
     ap.add_argument("--quiet", action="store_true", help="do not stream notebook output")
     ap.add_argument("--amp", action="store_true",
                     help="mixed precision (MIXED_PRECISION=True) in the notebooks that have it")
     ap.add_argument("--list", action="store_true", help="list the selected notebooks and stop")
     args = ap.parse_args(argv)
-    args.out = args.out or str(envspec.ROOT / "results" / (args.profile + ("-amp" if args.amp else "")))
+    device, gpus, key = this_machine()
+    args.record_device = record_device(device, gpus)
+    own_folder = Path(args.results) / (args.profile + ("-amp" if args.amp else "")) / key
+    args.out = args.out or str(own_folder)
 
     spec = envspec.load_spec()
     items = discover(args.notebooks, spec)
@@ -540,10 +647,24 @@ def main(argv=None):
         if without:
             print("No mixed-precision path (left out): " + ", ".join(without), flush=True)
         items = [i for i in items if i[0].stem not in without]
+    skip_reasons = {}
+    for n, (path, prefix, task, _, row) in enumerate(items):  # the CPU environment, replaced by the device's
+        env_name, skip_reasons[path.stem] = placement(spec, prefix, device, gpus)
+        items[n] = (path, prefix, task, env_name, row)
     if args.list:
+        gpu = gpus[0] if device == "gpu" else {}
+        print(f"device: {device.upper()} ({args.record_device['name']}, " + (
+            f"compute capability {gpu.get('compute_cap')}, driver {gpu.get('driver')}" if gpu
+            else f"{envspec.thread_count()} threads") + f"); records: {args.out}")
         for path, prefix, task, env_name, row in items:
-            print(f"{path.name:32s} {task:10s} env={env_name:8s} row={row}")
+            kernel = envspec.kernel_name(env_name)
+            print(f"{path.name:32s} {task:10s} env={env_name:12s} kernel={kernel:20s} row={row}"
+                  + (f"\n    skipped: {skip_reasons[path.stem]}" if skip_reasons[path.stem] else ""))
         return 0
+    foreign = other_machines_folder(args.out, args.results, key)
+    if foreign and not args.force:
+        raise SystemExit(f"{args.out} is another machine's records folder ({foreign}): refused; this machine's "
+                         f"records go to {own_folder} (the default, no --out needed), or --force to run into it")
 
     env = dict(os.environ, PYTHONUNBUFFERED="1",
                JUPYTER_PATH=os.pathsep.join(envspec.jupyter_path(spec)),
@@ -559,11 +680,16 @@ def main(argv=None):
         clean_staging(args.out)
         for n, item in enumerate(items, 1):
             name = item[0].stem
+            reason = skip_reasons[name]
             skip, why = (False, None) if args.force else resume_decision(Path(args.out) / (name + ".json"),
-                                                                          args.notebooks)
+                                                                          args.notebooks, reason)
             if skip:
-                print(f"[{n}/{len(items)}] {name}: {why}", flush=True)
+                print(f"[{n}/{len(items)}] {name}: {why or 'skipped already: ' + reason}", flush=True)
                 results[name] = "skipped"
+                continue
+            if reason:
+                print(f"[{n}/{len(items)}] {name}: not run on this GPU", flush=True)
+                results[name] = write_skipped(item, args, reason)
                 continue
             print(f"[{n}/{len(items)}] {name} ({args.profile}, kernel {envspec.kernel_name(item[3])})"
                   + (f": {why}" if why else ""), flush=True)
@@ -585,7 +711,9 @@ def main(argv=None):
     print(f"{len(results)} notebooks in {time.time() - t0:.0f}s: "
           f"{sum(v == 'ok' for v in results.values())} ok, "
           f"{sum(v == 'skipped' for v in results.values())} skipped, {len(failed)} failed"
-          + (f" ({', '.join(failed)})" if failed else ""))
+          + (f" ({', '.join(failed)})" if failed else "")
+          + (f", {list(results.values()).count(NOT_RUNNABLE)} {NOT_RUNNABLE} (skipped records)"
+             if NOT_RUNNABLE in results.values() else ""))
     return 1 if failed else 0
 
 

@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -406,3 +407,156 @@ def test_terminated_runner_stops_and_keeps_the_previous_result(folder, marker):
     assert processes_of(marker) == {}, "the kernel was stopped before the runner exited"
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".runner.lock"} == kept
     assert (out / ".runner.lock").read_text() == "", "the lock was released"
+
+
+# ---- the device, the machine's own folder ----
+
+H200_SMI = 'echo "NVIDIA H200, 580.95.05, 143771 MiB, 9.0"\n'  # nvidia-smi --query-gpu=...,compute_cap
+H200 = {"name": "NVIDIA H200", "driver": "580.95.05", "memory": "143771 MiB", "compute_cap": "9.0"}
+
+
+def machine_env(tmp_path, device, smi=None):
+    """The environment of a runner on `device` that finds no built environment (nothing runs),
+    with a stand-in nvidia-smi first on PATH when `smi` (its shell script) is given."""
+    env = dict(os.environ, ROSETTA_DEVICE=device, ROSETTA_ENVS=str(tmp_path / "no-envs"))
+    if smi:
+        exe = tmp_path / "bin" / "nvidia-smi"
+        exe.parent.mkdir()
+        exe.write_text("#!/bin/sh\n" + smi)
+        exe.chmod(0o755)
+        env["PATH"] = "%s%s%s" % (exe.parent, os.pathsep, env["PATH"])
+    return env
+
+
+def runner(env, *args):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "run_matrix.py"), "--profile", "smoke",
+                           *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=120)
+
+
+def test_gpu_picks_gpu_kernels_and_skips_what_it_cannot_run(tmp_path):
+    nbs, results = tmp_path / "notebooks", tmp_path / "results"
+    nbs.mkdir()
+    for name, task in (("PyTorch_CNN", "cnn"), ("MXNet_CNN", "cnn"), ("Gluon_RNN", "rnn")):
+        notebook(nbs / (name + ".ipynb"), OK_CELL, name, task)
+    env = machine_env(tmp_path, "gpu", H200_SMI)
+    out = results / "smoke" / "nvidia-h200-1x"
+
+    listed = runner(env, "--notebooks", nbs, "--results", results, "--list")
+    assert listed.returncode == 0, listed.stdout
+    assert "device: GPU (NVIDIA H200, compute capability 9.0, driver 580.95.05); records: %s" % out in listed.stdout
+    lines = listed.stdout.splitlines()
+    assert re.search(r"^PyTorch_CNN\.ipynb .* env=torch-gpu +kernel=rosetta-torch-gpu ", listed.stdout, re.M)
+    mxnet = lines.index(next(line for line in lines if line.startswith("MXNet_CNN.ipynb")))
+    assert "env=mxnet-gpu" in lines[mxnet] and "kernel=rosetta-mxnet-gpu" in lines[mxnet]
+    assert lines[mxnet + 1] == "    skipped: mxnet-gpu: kernels sm_5.0-8.6, no PTX; this GPU is sm_9.0 (NVIDIA H200)"
+    assert not results.exists(), "--list writes nothing"
+
+    proc = runner(env, "--notebooks", nbs, "--results", results)  # no --out: this GPU's own folder
+    assert proc.returncode != 0, proc.stdout  # PyTorch's GPU environment is not built here
+    assert sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json")) == [
+        "smoke/nvidia-h200-1x/" + name for name in ("Gluon_RNN.json", "MXNet_CNN.json", "PyTorch_CNN.json")]
+    for name in ("MXNet_CNN", "Gluon_RNN"):
+        rec = read_json(out / (name + ".json"))
+        assert rec["status"] == "skipped" and "this GPU is sm_9.0 (NVIDIA H200)" in rec["error"], rec
+        assert rec["device"]["kind"] == "cuda" and rec["device"]["name"] == "NVIDIA H200"
+        assert (out / (name + ".json")).stat().st_mode & 0o777 == 0o644, "readable by all, as records are shared"
+    failed = read_json(out / "PyTorch_CNN.json")
+    assert failed["status"] == "failed" and failed["error"] == (
+        "environment 'torch-gpu' is not built: run `python3 scripts/setup_env.py --device gpu torch-gpu`")
+    assert "0 ok, 0 skipped, 1 failed (PyTorch_CNN), 2 not runnable here (skipped records)" in proc.stdout
+
+    # Resume: a skipped record stands while its reason holds; it never replaces an ok record.
+    skipped_at = read_json(out / "MXNet_CNN.json")["finished_at"]
+    kept_ok = ok_record("Gluon_RNN", "rnn", device={"kind": "cuda", "name": "NVIDIA H200", "threads": 2})
+    (out / "Gluon_RNN.json").write_text(json.dumps(kept_ok))
+    proc = runner(env, "--notebooks", nbs, "--results", results, "--tasks", "cnn")
+    assert "MXNet_CNN: skipped already: mxnet-gpu: kernels" in proc.stdout, proc.stdout
+    assert read_json(out / "MXNet_CNN.json")["finished_at"] == skipped_at
+    proc = runner(env, "--notebooks", nbs, "--results", results, "--frameworks", "Gluon", "--force")
+    assert proc.returncode == 0 and "kept its ok record" in proc.stdout, proc.stdout
+    assert read_json(out / "Gluon_RNN.json") == kept_ok
+
+    notebook(nbs / "MXNet_CNN.ipynb", "print(MIXED_PRECISION)", "MXNet_CNN", "cnn")
+    declare_mixed_precision(nbs / "MXNet_CNN.ipynb", "step:model")
+    proc = runner(env, "--notebooks", nbs, "--results", results, "--frameworks", "MXNet", "--amp")
+    amp = read_json(results / "smoke-amp" / "nvidia-h200-1x" / "MXNet_CNN.json")  # in the GPU's --amp column
+    assert amp["status"] == "skipped" and amp["params"]["mixed_precision"] is True, proc.stdout
+
+
+def test_skipped_record_stands_while_its_reason_holds(tmp_path, monkeypatch):
+    import run_matrix
+    monkeypatch.setattr(run_matrix.envinfo, "nvidia_gpus", lambda: [H200])
+    reason = "mxnet-gpu: kernels sm_5.0-8.6, no PTX; this GPU is sm_9.0 (NVIDIA H200)"
+    path = tmp_path / "MXNet_CNN.json"
+    rec = ok_record("MXNet_CNN", device={"kind": "cuda", "name": "NVIDIA H200", "threads": 2})
+    path.write_text(json.dumps(dict(rec, status="skipped", error=reason, metrics={})))
+    assert run_matrix.resume_decision(path, tmp_path, reason) == (True, None)
+    assert run_matrix.resume_decision(path, tmp_path, None) == (
+        False, "its skipped record's reason no longer holds: running it")  # e.g. a newer environment spec
+    assert run_matrix.resume_decision(path, tmp_path, "mxnet-gpu: another reason") == (False, None), \
+        "a new reason: a new skipped record"
+
+
+def test_machine_key():
+    import common
+    key = common.envinfo.machine_key
+    xeon = {"vendor": "GenuineIntel", "family": "6", "model": "207", "vector_flags": ["avx512f"]}
+    assert key(2, name="Intel(R) Xeon(R) Processor", ident=xeon) == "intel-xeon-processor-6-207-2t"
+    assert key(16, name="Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz", ident=xeon) == \
+        "intel-xeon-platinum-8480-cpu-6-207-16t"
+    epyc = {"vendor": "AuthenticAMD", "family": "25", "model": "1"}
+    assert key(2, name="QEMU Virtual CPU version 2.5+", ident=epyc) == "amd-qemu-virtual-cpu-version-2-5-25-1-2t"
+    assert key(8, name="Apple M2", ident={"machine": "arm64"}) == "apple-m2-arm64-8t"
+    assert key(2, gpus=[H200]) == key(64, gpus=[H200]) == "nvidia-h200-1x"
+    assert key(2, gpus=[dict(H200, name="NVIDIA GeForce RTX 4090")] * 2) == "nvidia-geforce-rtx-4090-2x"
+
+
+def test_committed_records_lie_in_their_machines_folder():
+    """results/<profile>[-amp]/<machine key>/: the key from the record's CPU and threads (where
+    it has no cpu_id, an older record, the model name and threads at least) or its GPU."""
+    import common
+    found = common.records.load_records(str(ROOT / "results"))
+    assert found
+    for rec in found:
+        path = Path(rec["_path"]).relative_to(ROOT / "results")
+        dev, cpu_id = rec["device"], rec["environment"].get("cpu_id")
+        assert len(path.parts) == 3 and path.parts[0] == rec["profile"] + ("-amp" if rec["params"].get(
+            "mixed_precision") else ""), path
+        if dev["kind"] != "cpu":
+            assert path.parts[1] == common.envinfo.machine_key(0, gpus=rec["environment"]["gpus"]), path
+        elif cpu_id:
+            assert path.parts[1] == common.envinfo.machine_key(dev["threads"], name=dev["name"], ident=cpu_id), path
+        else:
+            name, threads = common.envinfo.machine_key(dev["threads"], name=dev["name"], ident={}).rsplit("-", 1)
+            assert path.parts[1].startswith(name + "-") and path.parts[1].endswith("-" + threads), path
+
+
+def test_each_machine_writes_its_own_folder_and_never_another(tmp_path):
+    import common
+    import envspec
+    nbs, results = tmp_path / "notebooks", tmp_path / "results"
+    nbs.mkdir()
+    notebook(nbs / "PyTorch_CNN.ipynb", OK_CELL, "PyTorch_CNN", "cnn")
+    env = machine_env(tmp_path, "cpu")
+    mine = results / "smoke" / common.envinfo.machine_key(envspec.thread_count())
+    other = results / "smoke" / "other-cpu-6-85-2t"
+    other.mkdir(parents=True)
+    other_rec = ok_record(device={"kind": "cpu", "name": "Other CPU", "threads": 2})
+    (other / "PyTorch_CNN.json").write_text(json.dumps(other_rec))
+    (other / "PyTorch_CNN.ipynb").write_text("its executed notebook")
+    elsewhere = tmp_path / "elsewhere"  # a folder outside the results tree, holding another machine's record
+    shutil.copytree(other, elsewhere)
+    untouched = {p: p.read_bytes() for folder in (other, elsewhere) for p in folder.iterdir()}
+
+    proc = runner(env, "--notebooks", nbs, "--results", results)
+    assert "environment 'modern' is not built" in read_json(mine / "PyTorch_CNN.json")["error"], proc.stdout
+    for out, why in ((other, "its name is the machine key 'other-cpu-6-85-2t'"),
+                     (results / "smoke" / "nvidia-h200-1x", "its name is the machine key 'nvidia-h200-1x'"),
+                     (elsewhere, "PyTorch_CNN.json was measured on another machine (Other CPU, 2 threads)")):
+        proc = runner(env, "--notebooks", nbs, "--out", out, "--results", results)
+        assert proc.returncode != 0 and "%s is another machine's records folder (%s" % (out, why) in proc.stdout
+        assert "refused; this machine's records go to %s (the default" % mine in proc.stdout
+    assert not (results / "smoke" / "nvidia-h200-1x").exists()
+    assert sorted(p.name for p in results.glob("smoke/*")) == sorted([mine.name, other.name])
+    assert {p: p.read_bytes() for folder in (other, elsewhere) for p in folder.iterdir()} == untouched
