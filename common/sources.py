@@ -181,6 +181,34 @@ def cached_ok(path, md5=None, sha256=None):
         return False
 
 
+def cached_array(name, key, compute):
+    """A float array worth keeping: `compute()`'s result, stored in the cache as
+    `derived/<name>-<key>.npy` with its sha256 beside it, and read back while both verify. `key`
+    must change whenever the inputs or the code behind `compute` do (a hash of them)."""
+    import numpy as np
+    path = cache_path("derived", "%s-%s.npy" % (name, key))
+    if os.path.isfile(path + ".sha256"):
+        with open(path + ".sha256") as f:
+            expected = f.read().strip()
+        if cached_ok(path, sha256=expected):
+            return np.load(path, allow_pickle=False)
+    value = np.asarray(compute())
+    part = "%s.%d.part" % (path, os.getpid())
+    try:
+        with open(part, "wb") as f:
+            np.save(f, value, allow_pickle=False)
+        with open(part + ".sha256", "w") as f:
+            f.write(sha256sum(part) + "\n")
+        os.replace(part + ".sha256", path + ".sha256")
+        os.replace(part, path)
+    except OSError as e:  # a read-only or full cache: the value is still good, only not kept
+        say("could not keep %s in the cache (%s)" % (os.path.basename(path), e))
+    finally:
+        remove(part)
+        remove(part + ".sha256")
+    return value
+
+
 # ---------------------------------------------------------------- sources
 
 def first_working(dataset, attempts):

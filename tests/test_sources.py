@@ -337,3 +337,27 @@ def test_safe_extract_refuses_a_chain_of_links_on_old_pythons(spec, tmp_path, na
     if not python.exists():
         pytest.skip("environment %s (Python %d.%d) is not built here: no %s" % ((name,) + tuple(version) + (python,)))
     assert check_chain_refused(python, tmp_path) == version
+
+
+def test_cached_array_computes_once_and_rebuilds_a_corrupt_copy(env, capsys):
+    import numpy as np
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.arange(6, dtype=np.float64).reshape(2, 3) / 7
+
+    first = sources.cached_array("demo", "k1", compute)
+    again = sources.cached_array("demo", "k1", compute)
+    assert len(calls) == 1 and np.array_equal(first, again) and again.dtype == np.float64
+    sources.cached_array("demo", "k2", compute)  # another key: computed anew
+    assert len(calls) == 2
+    path = sources.cache_path("derived", "demo-k1.npy")
+    with open(path, "r+b") as f:  # a flipped byte in the stored array
+        f.seek(-1, 2)
+        byte = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([byte[0] ^ 1]))
+    rebuilt = sources.cached_array("demo", "k1", compute)
+    assert len(calls) == 3 and np.array_equal(rebuilt, first)
+    assert "corrupt cache entry" in capsys.readouterr().out
