@@ -183,6 +183,8 @@ def validate(record):
         raise RecordError("result record lacks 'schema'")
     if type(record["schema"]) is not int or record["schema"] != SCHEMA:
         raise RecordError("schema is %s, not %d" % (_shown(record["schema"]), SCHEMA))
+    if record.get("arithmetic", "float32") not in ("float32", "tf32"):
+        raise RecordError("arithmetic is %s, not 'float32' or 'tf32'" % _shown(record.get("arithmetic")))
     for key in ("notebook", "framework", "task", "profile", "status"):
         if not record.get(key):
             raise RecordError("result record lacks %r" % key)
@@ -275,6 +277,7 @@ class Run(object):
             "git_dirty": dirty,
             "started_at": self.started_at,
             "finished_at": now(),
+            "arithmetic": precision.arithmetic(),  # of the float32 operations: "float32" or "tf32"
         }
         record.update(extra or {})
         validate(record)
@@ -292,6 +295,7 @@ def start_run(notebook, framework, task, profile, record_dir=None):
     """The run of a notebook, begun at its Set-up; stops a notebook asked for mixed precision that
     has no such path (common.precision)."""
     precision.check_mixed_precision(notebook)
+    precision.check_tf32(notebook, envinfo.nvidia_gpus() if precision.notebook_parameter("TF32") else [])
     return Run(notebook, framework, task, profile, record_dir)
 
 

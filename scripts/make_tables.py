@@ -58,13 +58,22 @@ def cpu_kind(rec):
             tuple(cpu_id.get("vector_flags") or ()))
 
 
+def arithmetic(rec):
+    """A record's arithmetic beyond strict float32: "mixed" (mixed precision), "tf32", both, or ""."""
+    return "+".join(a for a, used in (("mixed", bool(rec.get("params", {}).get("mixed_precision"))),
+                                      ("tf32", rec.get("arithmetic") == "tf32")) if used)
+
+
+ARITHMETIC_LABELS = {"mixed": "mixed precision", "tf32": "TF32"}
+
+
 def column_key(rec):
-    """(profile, device kind, device name, threads, mixed precision, CPU kind): one table column
+    """(profile, device kind, device name, threads, arithmetic, CPU kind): one table column
     each. Two CPUs of one name but of different kinds (cpu_kind) get two columns; records that do
     not name their CPU's kind one of their own."""
     dev = rec.get("device", {})
     return (rec["profile"], dev.get("kind", "cpu"), dev.get("name", "?"), dev.get("threads"),
-            bool(rec.get("params", {}).get("mixed_precision")), cpu_kind(rec))
+            arithmetic(rec), cpu_kind(rec))
 
 
 def machine(col):
@@ -196,14 +205,15 @@ def rate_share(rec, peak=None):
 
 
 def column_label(col, hardware, records):
-    profile, kind, name, threads, mixed_precision, _ = col
+    profile, kind, name, threads, extra, _ = col
     epochs = sorted({r["params"].get("epochs") for r in records if column_key(r) == col
                      and r["task"] != "inference"} - {None})
     ep = " (%s epoch%s)" % ("/".join(map(str, epochs)), "" if epochs == [1] else "s") if epochs else ""
     # a record names its half type ("bfloat16", "float16"); older ones said only True
     halves = sorted({str(r["params"].get("mixed_precision")) for r in records if column_key(r) == col} - {"True"})
-    amp = ", mixed precision%s" % (" (%s)" % "/".join(halves) if halves else "") if mixed_precision else ""
-    return "`%s`%s%s on %s" % (profile, ep, amp, hardware[col])
+    amp = ", mixed precision%s" % (" (%s)" % "/".join(halves) if halves else "") if "mixed" in extra else ""
+    tf32 = ", TF32" if "tf32" in extra else ""
+    return "`%s`%s%s%s on %s" % (profile, ep, amp, tf32, hardware[col])
 
 
 def framework_versions(recs):
@@ -227,7 +237,8 @@ def hardware_tags(*keyed):
 
 def short_label(col, hardware):
     """A column in a footnote: "`cpu` on H1", "`cpu`, mixed precision on H1"."""
-    return "`%s`%s on %s" % (col[0], ", mixed precision" if col[4] else "", hardware[col])
+    return "`%s`%s on %s" % (col[0], "".join(", " + ARITHMETIC_LABELS[a] for a in col[4].split("+") if a),
+                             hardware[col])
 
 
 def hardware_line(tag, col, example, peak, runs):
@@ -478,7 +489,7 @@ def plot(records, out_dir):
                       key=lambda r: (r["framework"].lower(), hardware[column_key(r)]))
         if not recs:
             continue
-        labels = ["%s (%s%s, %s)" % (r["framework"], r["profile"], ", AMP" if column_key(r)[4] else "",
+        labels = ["%s (%s%s, %s)" % (r["framework"], r["profile"], "".join(", " + {"mixed": "AMP", "tf32": "TF32"}[a] for a in column_key(r)[4].split("+") if a),
                                      hardware[column_key(r)]) for r in recs]
         key = "seconds_per_1000_images" if task == "inference" else "train_seconds"
         values = [r["metrics"][key] for r in recs]

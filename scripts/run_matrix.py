@@ -55,6 +55,11 @@ An environment that is not built, or whose kernel is not registered, is a failed
 set-up command (`python3 scripts/setup_env.py --device gpu torch-gpu` for a GPU one), before
 papermill starts.
 
+--tf32 sets the TF32 parameter of the notebooks that have one (common.precision.TF32_NOTEBOOKS):
+TF32 matrix products and convolutions on an NVIDIA GPU, through each framework's own switch, where
+by default every run computes in strict float32; records go to results/<profile>-tf32/<machine>/
+(after -amp when both are given), and it refuses to run on the CPU.
+
 --amp sets the notebooks' MIXED_PRECISION parameter (float32 weights, float16 or bfloat16 products, as
 each notebook chooses and records); records go to results/<profile>-amp/<machine>/ and form their
 own table column. Every notebook declares MIXED_PRECISION; those whose steps (code cells tagged step:...,
@@ -160,7 +165,7 @@ import stale_records  # noqa: E402
 from tag_steps import PREFIX as STEP_TAG  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
-from common import envinfo, records  # noqa: E402
+from common import envinfo, precision, records  # noqa: E402
 
 # papermill's own bookkeeping lines, left out of the streamed output
 NOISE = re.compile(r"^(Executing|Ending) Cell \d+-*$|^(Input|Output) Notebook:|^Executing notebook with kernel|^Executing:"
@@ -171,7 +176,7 @@ LOCK_FILE = ".runner.lock"
 LOCK_WAIT = 15.0  # seconds a runner waits for the processes of a dead runner to be stopped
 STAGING = ".staging-"  # + notebook name: a folder in the output folder
 FAILED = ".failed"  # <name>.failed.json: a failure beside a kept ok record
-PROFILE_FOLDER = re.compile(r"^(smoke|cpu|full)(-amp)?$")  # results/<profile>[-amp]/<machine key>/
+PROFILE_FOLDER = re.compile(r"^(smoke|cpu|full)(-amp)?(-tf32)?$")  # results/<profile>[-amp][-tf32]/<machine key>/
 NOT_RUNNABLE = "not runnable here"  # a notebook given a skipped record: its GPU environment cannot run here
 
 
@@ -320,10 +325,11 @@ def other_machines_folder(out, results_root, key):
     return None
 
 
-def papermill_command(nb, out_nb, kernel, profile, record_dir, notebooks_dir, amp=False):
+def papermill_command(nb, out_nb, kernel, profile, record_dir, notebooks_dir, amp=False, tf32=False):
     return ([sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", kernel,
              "-p", "PROFILE", profile, "-p", "RECORD_DIR", str(record_dir)]
             + (["-p", "MIXED_PRECISION", "True"] if amp else [])
+            + (["-p", "TF32", "True"] if tf32 else [])
             + ["--cwd", str(notebooks_dir), "--log-output", "--no-progress-bar"])
 
 
@@ -479,7 +485,7 @@ def run_staged(item, args, env, lock_fd, stage):
             print("    " + warning, flush=True)
     start = time.time()
     cmd = papermill_command(path, staged_nb, envspec.kernel_name(env_name), args.profile,
-                            stage.resolve(), path.parent.resolve(), args.amp)
+                            stage.resolve(), path.parent.resolve(), args.amp, args.tf32)
     log_tail, timed_out, proc = [], threading.Event(), None
 
     def kill():  # the guard kills the run; the stream below then ends
@@ -576,6 +582,11 @@ def runner_params(args):
     return {"mixed_precision": True} if args.amp else {}
 
 
+def runner_extra(args):
+    """The arithmetic of the records the runner writes itself: --tf32's, so that they join that column."""
+    return {"arithmetic": "tf32" if args.tf32 else "float32"}
+
+
 def write_failure(item, args, error, executed=None):
     """A `failed` record for the notebook (with its executed notebook, if any): beside a kept ok
     record as <name>.failed.json and <name>.failed.ipynb, otherwise as <name>.json and <name>.ipynb."""
@@ -584,7 +595,8 @@ def write_failure(item, args, error, executed=None):
     kept = ok_record(out / (path.stem + ".json"))
     base = out / (path.stem + (FAILED if kept else ""))
     rec = records.Run(path.stem, row, task, args.profile, str(out)).record(
-        "failed", error=error, device=args.record_device, params=runner_params(args))
+        "failed", error=error, device=args.record_device, params=runner_params(args),
+        extra=runner_extra(args))
     if executed and executed.exists():
         os.replace(executed, str(base) + ".ipynb")
     elif kept:
@@ -606,7 +618,8 @@ def write_skipped(item, args, reason):
         print("    kept its ok record (a skipped record never replaces one)", flush=True)
         return "skipped"
     rec = records.Run(path.stem, row, task, args.profile, str(out)).record(
-        "skipped", error=reason, device=args.record_device, params=runner_params(args))
+        "skipped", error=reason, device=args.record_device, params=runner_params(args),
+        extra=runner_extra(args))
     with uninterrupted():
         (out / path.name).unlink(missing_ok=True)  # a failed run's executed notebook
         records.write_json_atomic(str(out / (path.stem + ".json")), rec)
@@ -628,11 +641,15 @@ def main(argv=None):
     ap.add_argument("--quiet", action="store_true", help="do not stream notebook output")
     ap.add_argument("--amp", action="store_true",
                     help="mixed precision (MIXED_PRECISION=True) in the notebooks that have it")
+    ap.add_argument("--tf32", action="store_true",
+                    help="TF32 (TF32=True) on an NVIDIA GPU in the notebooks that have it")
     ap.add_argument("--list", action="store_true", help="list the selected notebooks and stop")
     args = ap.parse_args(argv)
     device, gpus, key = this_machine()
     args.record_device = record_device(device, gpus)
-    own_folder = Path(args.results) / (args.profile + ("-amp" if args.amp else "")) / key
+    if args.tf32 and device != "gpu":
+        ap.error("--tf32 is an NVIDIA GPU's arithmetic, and this run is on the CPU")
+    own_folder = Path(args.results) / (args.profile + ("-amp" if args.amp else "") + ("-tf32" if args.tf32 else "")) / key
     args.out = args.out or str(own_folder)
 
     spec = envspec.load_spec()
@@ -646,6 +663,11 @@ def main(argv=None):
         without = [i[0].stem for i in items if not has_mixed_precision_path(i[0])]
         if without:
             print("No mixed-precision path (left out): " + ", ".join(without), flush=True)
+        items = [i for i in items if i[0].stem not in without]
+    if args.tf32:
+        without = [i[0].stem for i in items if i[0].stem not in precision.TF32_NOTEBOOKS]
+        if without:
+            print("No TF32 path (left out): " + ", ".join(without), flush=True)
         items = [i for i in items if i[0].stem not in without]
     skip_reasons = {}
     for n, (path, prefix, task, _, row) in enumerate(items):  # the CPU environment, replaced by the device's

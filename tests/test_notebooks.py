@@ -9,7 +9,7 @@ from pathlib import Path
 import envspec
 import pytest
 
-from common.precision import MIXED_PRECISION_NOTEBOOKS
+from common.precision import MIXED_PRECISION_NOTEBOOKS, TF32_NOTEBOOKS
 from conftest import ROOT, read_json, run_script
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -74,6 +74,7 @@ def test_notebook_smoke(nb, smoke_run, spec):
     assert record["framework"] == envspec.framework_table(spec)[prefix][1]
     assert record["device"]["threads"] >= 1
     assert record["versions"]["python"]
+    assert record["arithmetic"] == "float32", "strict float32 unless TF32 is asked for"
     if nb.stem in MIXED_PRECISION_NOTEBOOKS:
         assert record["params"]["mixed_precision"] is False, "mixed precision is off unless --amp asks"
     m = record["metrics"]
@@ -111,21 +112,24 @@ def mixed_precision_notebooks(tasks):
     return [nb for nb in NOTEBOOKS if nb.stem.rsplit("_", 1)[1] in tasks and nb.stem in MIXED_PRECISION_NOTEBOOKS]
 
 
-def uses_mixed_precision(nb):
-    """Whether a step of the notebook (its parameters cell aside) reads MIXED_PRECISION."""
+def uses_parameter(nb, name):
+    """Whether a step of the notebook (its parameters cell aside) reads the parameter `name`."""
     cells = json.loads(nb.read_text())["cells"]
-    return any(tag.startswith("step:") and "MIXED_PRECISION" in "".join(c["source"])
+    return any(tag.startswith("step:") and re.search(r"\b%s\b" % name, "".join(c["source"]))
                for c in cells for tag in c.get("metadata", {}).get("tags", []))
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_every_notebook_declares_mixed_precision(nb):
-    """Every notebook declares MIXED_PRECISION = False; common.precision lists exactly those whose
-    steps use it (the others stop at Set-up when it is True)."""
+def test_arithmetic_parameters_match_common_precision(nb):
+    """Every notebook declares MIXED_PRECISION = False, and those with a TF32 path TF32 = False;
+    common.precision lists exactly the notebooks whose steps use each (start_run stops the others
+    when one is True)."""
     cells = json.loads(nb.read_text())["cells"]
-    params = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
-    assert re.search(r"^MIXED_PRECISION = False\b", "".join(params["source"]), re.M)
-    assert uses_mixed_precision(nb) == (nb.stem in MIXED_PRECISION_NOTEBOOKS)
+    params = "".join(next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))["source"])
+    assert re.search(r"^MIXED_PRECISION = False\b", params, re.M)
+    assert uses_parameter(nb, "MIXED_PRECISION") == (nb.stem in MIXED_PRECISION_NOTEBOOKS)
+    assert bool(re.search(r"^TF32 = False\b", params, re.M)) == (nb.stem in TF32_NOTEBOOKS)
+    assert uses_parameter(nb, "TF32") == (nb.stem in TF32_NOTEBOOKS)
 
 
 def test_mixed_precision_without_a_path_stops(tmp_path):
@@ -141,6 +145,22 @@ def test_mixed_precision_without_a_path_stops(tmp_path):
     assert proc.returncode != 0
     assert "Chainer_RNN has no mixed-precision path" in proc.stdout
     assert not (tmp_path / "Chainer_RNN.json").exists()
+
+
+@pytest.mark.parametrize("name, message", [("PyTorch_RNN", "TF32 is an NVIDIA GPU's arithmetic"),
+                                           ("Chainer_RNN", "Chainer_RNN has no TF32 path")])
+def test_tf32_stops_where_it_cannot_be_had(tmp_path, name, message):
+    """TF32=True through papermill directly: a notebook with a TF32 path stops on a machine without
+    an NVIDIA GPU, one without such a path anywhere; neither writes a record."""
+    nb = ROOT / "notebooks" / (name + ".ipynb")
+    env = dict(os.environ, JUPYTER_PATH=os.pathsep.join(envspec.jupyter_path(envspec.load_spec())))
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(nb), str(tmp_path / nb.name),
+                           "-p", "PROFILE", "smoke", "-p", "RECORD_DIR", str(tmp_path),
+                           "-p", "TF32", "True", "--cwd", str(nb.parent)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=600)
+    assert proc.returncode != 0
+    assert message in proc.stdout
+    assert not (tmp_path / (name + ".json")).exists()
 
 
 def test_mixed_precision_smoke(tmp_path):

@@ -167,6 +167,27 @@ def test_mixed_precision_path_is_a_step_using_it(tmp_path):
     assert run_matrix.has_mixed_precision_path(path)
 
 
+def test_tf32_needs_a_gpu_and_a_path(folder, tmp_path):
+    """--tf32 is refused on the CPU; on a GPU (a stand-in nvidia-smi) it lists only the notebooks
+    with a TF32 path and names the -tf32 records folder."""
+    nbs, out = folder
+    proc = run(nbs, out, "--tf32", "--list")
+    assert proc.returncode != 0 and "--tf32 is an NVIDIA GPU's arithmetic" in proc.stdout
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200, 580.95.05, 143771 MiB, 9.0'\n")
+    smi.chmod(0o755)
+    (nbs / "Chainer_CNN.ipynb").write_text((nbs / "PyTorch_CNN.ipynb").read_text())
+    env = dict(os.environ, PATH="%s%s%s" % (bin_dir, os.pathsep, os.environ["PATH"]), ROSETTA_DEVICE="gpu")
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_matrix.py"), "--notebooks", str(nbs),
+                           "--results", str(tmp_path / "results"), "--profile", "smoke", "--tf32", "--list"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    assert "No TF32 path (left out): Chainer_CNN" in proc.stdout
+    assert "PyTorch_CNN.ipynb" in proc.stdout and "smoke-tf32" in proc.stdout
+
+
 def test_slow_machine_is_warned_about(tmp_path):
     import common
     import envspec

@@ -142,6 +142,28 @@ def test_mixed_precision_gets_its_own_column(tmp_path):
     assert cnn.count("- H1:") <= 1 and readme.read_text().count("- H1: Test CPU 9000") == 1
 
 
+def test_tf32_gets_its_own_column(tmp_path):
+    """A TF32 run (record arithmetic "tf32") and a strict float32 one on the same GPU: two columns."""
+    res = tmp_path / "results"
+    shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
+    gpu = {"kind": "cuda", "name": "NVIDIA H200", "threads": 16}
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", profile="full", device=gpu, params={"epochs": 10},
+           train_seconds=30, test_accuracy=0.75)
+    path = res / "full-tf32" / "PyTorch_CNN.json"
+    record(res, "PyTorch_CNN", "PyTorch", "cnn", profile="full", folder="full-tf32", device=gpu,
+           params={"epochs": 10}, train_seconds=20, test_accuracy=0.74)
+    rec = json.loads(path.read_text())
+    rec["arithmetic"] = "tf32"
+    path.write_text(json.dumps(rec))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
+    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+    assert proc.returncode == 0, proc.stdout
+    cnn = readme.read_text().split("### VGG-style")[1].split("###")[0]
+    assert "| `full` (10 epochs) on H1 | `full` (10 epochs), TF32 on H1 |" in cnn
+    assert "| PyTorch | 75.0% in 30 s | 74.0% in 20 s |" in cnn
+
+
 def test_stale_records_are_marked(tmp_path):
     import nbformat
     res, nbs = tmp_path / "results", tmp_path / "notebooks"
