@@ -132,31 +132,19 @@ def test_arithmetic_parameters_match_common_precision(nb):
     assert uses_parameter(nb, "TF32") == (nb.stem in TF32_NOTEBOOKS)
 
 
-def test_mixed_precision_without_a_path_stops(tmp_path):
-    """MIXED_PRECISION=True passed to a notebook with no mixed-precision path, through papermill
-    directly: it stops at Set-up with the reason, and writes no record."""
-    nb = ROOT / "notebooks" / "Chainer_RNN.ipynb"
-    assert nb.stem not in MIXED_PRECISION_NOTEBOOKS
-    env = dict(os.environ, JUPYTER_PATH=os.pathsep.join(envspec.jupyter_path(envspec.load_spec())))
-    proc = subprocess.run([sys.executable, "-m", "papermill", str(nb), str(tmp_path / nb.name),
-                           "-p", "PROFILE", "smoke", "-p", "RECORD_DIR", str(tmp_path),
-                           "-p", "MIXED_PRECISION", "True", "--cwd", str(nb.parent)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=600)
-    assert proc.returncode != 0
-    assert "Chainer_RNN has no mixed-precision path" in proc.stdout
-    assert not (tmp_path / "Chainer_RNN.json").exists()
-
-
-@pytest.mark.parametrize("name, message", [("PyTorch_RNN", "TF32 is an NVIDIA GPU's arithmetic"),
-                                           ("Chainer_RNN", "Chainer_RNN has no TF32 path")])
-def test_tf32_stops_where_it_cannot_be_had(tmp_path, name, message):
-    """TF32=True through papermill directly: a notebook with a TF32 path stops on a machine without
-    an NVIDIA GPU, one without such a path anywhere; neither writes a record."""
+@pytest.mark.parametrize("name, parameter, message", [
+    ("Chainer_RNN", "MIXED_PRECISION", "Chainer_RNN has no mixed-precision path"),
+    ("Chainer_RNN", "TF32", "Chainer_RNN has no TF32 path"),
+    ("PyTorch_RNN", "TF32", "TF32 is an NVIDIA GPU's arithmetic")])
+def test_arithmetic_without_a_path_stops(tmp_path, name, parameter, message):
+    """MIXED_PRECISION or TF32 passed as True through papermill directly, to a notebook with no
+    such path (or, for TF32, on a machine without an NVIDIA GPU): it stops at Set-up with the
+    reason, and writes no record."""
     nb = ROOT / "notebooks" / (name + ".ipynb")
     env = dict(os.environ, JUPYTER_PATH=os.pathsep.join(envspec.jupyter_path(envspec.load_spec())))
     proc = subprocess.run([sys.executable, "-m", "papermill", str(nb), str(tmp_path / nb.name),
                            "-p", "PROFILE", "smoke", "-p", "RECORD_DIR", str(tmp_path),
-                           "-p", "TF32", "True", "--cwd", str(nb.parent)],
+                           "-p", parameter, "True", "--cwd", str(nb.parent)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=600)
     assert proc.returncode != 0
     assert message in proc.stdout
