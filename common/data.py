@@ -572,19 +572,7 @@ def _imdb_npm():
 
 def _save_imdb(packed, origin):
     """Write the cache npz (no pickles) and its sidecar (sha256 + where it was built from)."""
-    path = sources.cache_path(IMDB_CACHE)
-    part = path + ".part"
-    try:
-        with open(part, "wb") as f:
-            np.savez(f, **packed)
-        sidecar = dict(origin, sha256=sources.sha256sum(part))
-        with open(path + ".json.part", "w") as f:
-            json.dump(sidecar, f, indent=1)
-        os.replace(part, path)
-        os.replace(path + ".json.part", path + ".json")
-    finally:
-        sources.remove(part)
-        sources.remove(path + ".json.part")
+    sources.write_with_sidecar(sources.cache_path(IMDB_CACHE), lambda f: np.savez(f, **packed), origin)
 
 
 def _read_imdb_cache_form(path, label):

@@ -181,31 +181,42 @@ def cached_ok(path, md5=None, sha256=None):
         return False
 
 
-def cached_array(name, key, compute):
-    """A float array worth keeping: `compute()`'s result, stored in the cache as
-    `derived/<name>-<key>.npy` with its sha256 beside it, and read back while both verify. `key`
-    must change whenever the inputs or the code behind `compute` do (a hash of them)."""
-    import numpy as np
-    path = cache_path("derived", "%s-%s.npy" % (name, key))
-    if os.path.isfile(path + ".sha256"):
-        with open(path + ".sha256") as f:
-            expected = f.read().strip()
-        if cached_ok(path, sha256=expected):
-            return np.load(path, allow_pickle=False)
-    value = np.asarray(compute())
+def write_with_sidecar(path, write, meta=None):
+    """Write a cache file through `write(f)` (binary), and its sidecar `path`.json: `meta` plus the
+    file's sha256 (what read_sidecar and check_file verify it by). Both are written under
+    temporary names and renamed into place, the file first. Returns the sidecar."""
     part = "%s.%d.part" % (path, os.getpid())
     try:
         with open(part, "wb") as f:
-            np.save(f, value, allow_pickle=False)
-        with open(part + ".sha256", "w") as f:
-            f.write(sha256sum(part) + "\n")
-        os.replace(part + ".sha256", path + ".sha256")
+            write(f)
+        sidecar = dict(meta or {}, sha256=sha256sum(part))
+        with open(part + ".json", "w") as f:
+            json.dump(sidecar, f, indent=1, sort_keys=True)
         os.replace(part, path)
-    except OSError as e:  # a read-only or full cache: the value is still good, only not kept
-        say("could not keep %s in the cache (%s)" % (os.path.basename(path), e))
+        os.replace(part + ".json", path + ".json")
     finally:
         remove(part)
-        remove(part + ".sha256")
+        remove(part + ".json")
+    return sidecar
+
+
+def cached_array(name, key, compute):
+    """A float array worth keeping: `compute()`'s result, stored in the cache as
+    `derived/<name>-<key>.npy` with its sidecar, and read back while both verify. `key` must
+    change whenever the inputs or the code behind `compute` do (a hash of them)."""
+    import numpy as np
+    path = cache_path("derived", "%s-%s.npy" % (name, key))
+    try:
+        expected = read_sidecar(path)["sha256"]
+    except (IOError, ValueError):
+        expected = None
+    if expected and cached_ok(path, sha256=expected):
+        return np.load(path, allow_pickle=False)
+    value = np.asarray(compute())
+    try:
+        write_with_sidecar(path, lambda f: np.save(f, value, allow_pickle=False))
+    except OSError as e:  # a read-only or full cache: the value is still good, only not kept
+        say("could not keep %s in the cache (%s)" % (os.path.basename(path), e))
     return value
 
 

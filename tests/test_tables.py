@@ -33,6 +33,20 @@ def record(tmp, name, framework, task, status="ok", synthetic=False, profile="cp
     records.write_json_atomic(str(tmp / (folder or profile) / (file or name + ".json")), rec)
 
 
+def empty_readme(tmp_path):
+    """A README holding only the markers make_tables.py fills."""
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
+    return readme
+
+
+def cnn_table(res, readme):
+    """make_tables.py on the records in `res` into `readme` (which must succeed), and the CNN section."""
+    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+    assert proc.returncode == 0, proc.stdout
+    return readme.read_text().split("### VGG-style")[1].split("###")[0]
+
+
 def test_tables_from_records(tmp_path):
     res = tmp_path / "results"
     shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
@@ -132,11 +146,8 @@ def test_mixed_precision_gets_its_own_column(tmp_path):
     record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=400, test_accuracy=0.65)
     record(res, "PyTorch_CNN", "PyTorch", "cnn", folder="cpu-amp", mixed_precision="bfloat16",
            train_seconds=250, test_accuracy=0.64)
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
-    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
-    assert proc.returncode == 0, proc.stdout
-    cnn = readme.read_text().split("### VGG-style")[1].split("###")[0]
+    readme = empty_readme(tmp_path)
+    cnn = cnn_table(res, readme)
     assert "| `cpu` (1 epoch) on H1 | `cpu` (1 epoch), mixed precision (bfloat16) on H1 |" in cnn
     assert "| PyTorch | 65.0% in 400 s | 64.0% in 250 s |" in cnn
     assert cnn.count("- H1:") <= 1 and readme.read_text().count("- H1: Test CPU 9000") == 1
@@ -155,11 +166,8 @@ def test_tf32_gets_its_own_column(tmp_path):
     rec = json.loads(path.read_text())
     rec["arithmetic"] = "tf32"
     path.write_text(json.dumps(rec))
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
-    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
-    assert proc.returncode == 0, proc.stdout
-    cnn = readme.read_text().split("### VGG-style")[1].split("###")[0]
+    readme = empty_readme(tmp_path)
+    cnn = cnn_table(res, readme)
     assert "| `full` (10 epochs) on H1 | `full` (10 epochs), TF32 on H1 |" in cnn
     assert "| PyTorch | 75.0% in 30 s | 74.0% in 20 s |" in cnn
 
@@ -180,8 +188,7 @@ def test_stale_records_are_marked(tmp_path):
         if name == "PyTorch_CNN":
             cells[1].source = "faster_loop()"
         nbformat.write(nbformat.v4.new_notebook(cells=cells), str(nbs / (name + ".ipynb")))
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
+    readme = empty_readme(tmp_path)
     proc = run_script("make_tables.py", "--results", res, "--readme", readme, "--notebooks", nbs)
     assert proc.returncode == 0, proc.stdout
     cnn = readme.read_text().split("### VGG-style")[1].split("###")[0]
@@ -221,8 +228,7 @@ def test_malformed_records_are_named_and_skipped(tmp_path):
     (res / "roofline.json").write_text(json.dumps({"machines": []}))
     (res / "layer_ceiling.json").write_text(json.dumps({"peak_gflops": 1.0}))
     (res / "fidelity.json").write_text(json.dumps({"schema": 1, "generated_at": "2026-12-02", "notebooks": []}))
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
+    readme = empty_readme(tmp_path)
 
     proc = run_script("make_tables.py", "--results", res, "--readme", readme)
     assert proc.returncode != 0 and "Traceback" not in proc.stdout, proc.stdout
@@ -352,8 +358,7 @@ def test_damaged_roofline_file_is_skipped(tmp_path):
     res = tmp_path / "results"
     shutil.copy(ROOT / "results" / "original_2018.csv", res.mkdir() or res)
     inference(res, "PyTorch")
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- fidelity:start -->\n<!-- fidelity:end -->\n")
+    readme = empty_readme(tmp_path)
     entry = {"hardware": {"name": "Test CPU 9000", "threads": 2}, "peak_gflops": 200.0}
     for content, reason in (('{"machines": [{"hardware": {"na', "invalid JSON ("),
                             (json.dumps({"machines": [dict(entry, peak_gflops="fast")]}),
