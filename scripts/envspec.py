@@ -99,13 +99,13 @@ def openblas_coretype(cpuinfo="/proc/cpuinfo"):
     return ""
 
 
-def kernel_env(spec, name):
+def kernel_env(spec, name, threads=None):
     """The kernel's environment variables: [threads] and the environment's own kernel_env, with
-    "{threads}" replaced by the thread count, "{cache}" by the folder beside the environments
+    "{threads}" replaced by `threads` (default: thread_count()), "{cache}" by the folder beside the environments
     (compile caches that must outlive a clone), "{openblas_coretype}" by openblas_coretype(),
     "{site}" by the environment's site-packages and "{ld_library_path}" by the LD_LIBRARY_PATH
     the set-up runs with (a search path loses its empty entries); a variable left empty is not set."""
-    fill = {"{threads}": str(thread_count()), "{cache}": str(envs_root().parent),
+    fill = {"{threads}": str(threads or thread_count()), "{cache}": str(envs_root().parent),
             "{openblas_coretype}": openblas_coretype(), "{site}": str(site_packages(spec, name)),
             "{ld_library_path}": os.environ.get("LD_LIBRARY_PATH", "")}
     env = dict(spec["threads"], **spec["env"][name].get("kernel_env", {}))
@@ -119,6 +119,12 @@ def kernel_env(spec, name):
         if not value:
             del env[key]
     return env
+
+
+def thread_keys(spec, name):
+    """The kernel variables that carry the thread count ("{threads}" in their setting)."""
+    env = dict(spec["threads"], **spec["env"][name].get("kernel_env", {}))
+    return sorted(key for key, value in env.items() if "{threads}" in value)
 
 
 CHILD = "ROSETTA_MEASURE_CHILD"

@@ -55,6 +55,14 @@ An environment that is not built, or whose kernel is not registered, is a failed
 set-up command (`python3 scripts/setup_env.py --device gpu torch-gpu` for a GPU one), before
 papermill starts.
 
+Threads (the thread rule, the same for every framework): a run grants every notebook the machine's
+threads (ROSETTA_THREADS, else the CPU's), and a notebook may use fewer where that is faster for its
+framework. On the CPU, the notebooks of a task in FEWER_THREADS_TRIED (the GRU's: its products are
+small) are timed with all threads and then with fewer, through a copy of the kernel whose thread
+variables say so; the record is the faster run's (device.threads names the count it used) and
+harness.thread_trials holds each count's time. --threads N... asks for other counts on any task.
+An interrupted trial resumes with the counts not yet tried. The smoke profile tries none.
+
 --tf32 sets the TF32 parameter of the notebooks that have one (common.precision.TF32_NOTEBOOKS):
 TF32 matrix products and convolutions on an NVIDIA GPU, through each framework's own switch, where
 by default every run computes in strict float32; records go to results/<profile>-tf32/<machine>/
@@ -171,6 +179,14 @@ from common import envinfo, precision, records  # noqa: E402
 NOISE = re.compile(r"^(Executing|Ending) Cell \d+-*$|^(Input|Output) Notebook:|^Executing notebook with kernel|^Executing:"
                    r"|^\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption")
 TASKS = {"CNN": "cnn", "RNN": "rnn", "Inference": "inference"}
+# The figure a notebook is timed by, per task: what the tables rank.
+HEADLINE_SECONDS = {"cnn": "train_seconds", "rnn": "train_seconds", "inference": "inference_seconds"}
+# The thread rule (the same for every framework). Every notebook may use all the threads the run
+# grants (N); where a task's products are too small to be worth sharing between threads (the GRU:
+# 64 x 100 per time step), each notebook is also timed with fewer, and its record is the faster
+# run, naming the threads it used (device.threads) and every count tried (harness.thread_trials).
+# The CNN's and ResNet-50's products are large enough that N threads come out ahead (results/TUNING.md).
+FEWER_THREADS_TRIED = {"rnn": (1,)}
 NOTEBOOK_NAME = re.compile(r"^(?P<framework>.+)_(?P<task>CNN|RNN|Inference)$")
 LOCK_FILE = ".runner.lock"
 LOCK_WAIT = 15.0  # seconds a runner waits for the processes of a dead runner to be stopped
@@ -212,8 +228,12 @@ def measured_here(rec):
     if not envinfo.same_cpu((rec.get("environment") or {}).get("cpu_id"), envinfo.cpu_id()):
         return False
     if dev.get("kind", "cpu") == "cpu":
-        return dev.get("name") == envinfo.cpu_model() and dev.get("threads") in (None, envspec.thread_count())
+        threads = dev.get("threads")  # a record may have used fewer (the thread rule)
+        return dev.get("name") == envinfo.cpu_model() and (threads is None or threads <= envspec.thread_count())
     return dev.get("name") in [g["name"] for g in envinfo.nvidia_gpus()]
+
+
+DONE = "done already"
 
 
 def resume_decision(record_path, notebooks_dir, skip_reason=None):
@@ -245,8 +265,41 @@ def resume_decision(record_path, notebooks_dir, skip_reason=None):
         return False, "running again: %s changed since its record" % ", ".join(
             stale_records.HEADINGS.get(step, step) for step in steps)
     failure = record_path.with_name(record_path.stem + FAILED + ".json")
-    return True, "done already (use --force to re-run)" + (
+    return True, DONE + " (use --force to re-run)" + (
         f"; its last re-run failed: {failure.name}" if failure.exists() else "")
+
+
+def thread_trials(task, device, profile, chosen=None):
+    """The thread counts a notebook of `task` is run with, all the run's first: on the CPU, the
+    thread rule's (not in the untimed smoke profile) or --threads `chosen`; [None] on a GPU."""
+    if device == "gpu" or not (chosen or profile != "smoke"):
+        return [None]
+    most = envspec.thread_count()
+    return [most] + sorted({t for t in (chosen or FEWER_THREADS_TRIED.get(task, ())) if t < most}, reverse=True)
+
+
+def trials_missing(record_path, trials):
+    """The counts in `trials` that a kept ok record of this machine has not been timed with."""
+    rec = ok_record(record_path)
+    if not rec or trials == [None]:
+        return [] if rec else list(trials)
+    tried = (rec.get("harness") or {}).get("thread_trials") or {str(rec["device"].get("threads")): None}
+    return [t for t in trials if str(t) not in tried]
+
+
+def kernel_with_threads(spec, env_name, threads, jupyter_dirs, into):
+    """A copy of the environment's registered kernel spec whose thread variables say `threads`,
+    written under `into`/kernels/ (put `into` first on JUPYTER_PATH); return its kernel name."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    name = envspec.kernel_name(env_name)
+    dirs = [os.path.join(d, "kernels") for d in jupyter_dirs] + KernelSpecManager().kernel_dirs
+    kernel = KernelSpecManager(kernel_dirs=dirs).get_kernel_spec(name).to_dict()
+    fewer = envspec.kernel_env(spec, env_name, threads)
+    kernel["env"] = dict(kernel.get("env") or {}, **{k: fewer[k] for k in envspec.thread_keys(spec, env_name)})
+    folder = Path(into) / "kernels" / f"{name}-{threads}t"
+    folder.mkdir(parents=True)
+    (folder / "kernel.json").write_text(json.dumps(kernel, indent=1))
+    return folder.name
 
 
 def has_mixed_precision_path(nb_path):
@@ -453,7 +506,9 @@ def clean_staging(out):
         shutil.rmtree(stage)
 
 
-def run_one(item, args, spec, env, lock_fd):
+def run_one(item, args, spec, env, lock_fd, threads=None, compare=False):
+    """Run the notebook once (with `threads`, default all; `compare`: keep whichever of this run
+    and the kept ok record is faster, the thread rule's trials)."""
     path, prefix, task, env_name, row = item
     out = Path(args.out)
     stage = out / (STAGING + path.stem)
@@ -466,15 +521,20 @@ def run_one(item, args, spec, env, lock_fd):
         return write_failure(item, args, problem)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
+    kernel = envspec.kernel_name(env_name)
+    if threads and threads != envspec.thread_count():
+        kernel = kernel_with_threads(spec, env_name, threads, env["JUPYTER_PATH"].split(os.pathsep), stage / "jupyter")
+        env = dict(env, JUPYTER_PATH=os.pathsep.join([str(stage / "jupyter"), env["JUPYTER_PATH"]]))
     try:
-        return run_staged(item, args, env, lock_fd, stage)
+        return run_staged(item, args, env, lock_fd, stage, kernel, threads, compare)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def run_staged(item, args, env, lock_fd, stage):
-    """Run the notebook into `stage`; move its executed notebook and ok record into place, or
-    record the failure."""
+def run_staged(item, args, env, lock_fd, stage, kernel, threads=None, compare=False):
+    """Run the notebook into `stage` with `kernel`; move its executed notebook and ok record into
+    place (with `compare`, only if faster than the kept ok record, which otherwise only gains this
+    run's time among its thread trials), or record the failure."""
     path, prefix, task, env_name, row = item
     out = Path(args.out)
     staged_nb, staged_record = stage / path.name, stage / (path.stem + ".json")
@@ -484,7 +544,7 @@ def run_staged(item, args, env, lock_fd, stage):
         if warning:
             print("    " + warning, flush=True)
     start = time.time()
-    cmd = papermill_command(path, staged_nb, envspec.kernel_name(env_name), args.profile,
+    cmd = papermill_command(path, staged_nb, kernel, args.profile,
                             stage.resolve(), path.parent.resolve(), args.amp, args.tf32)
     log_tail, timed_out, proc = [], threading.Event(), None
 
@@ -520,12 +580,35 @@ def run_staged(item, args, env, lock_fd, stage):
     if status != "ok":
         return write_failure(item, args, f"the notebook ran but wrote a {status!r} record", staged_nb)
     add_harness_time(staged_record, time.time() - start, (rate_before, machine_rate()))
+    if threads and not keep_faster(staged_record, out / staged_record.name, task, threads, compare):
+        return "ok"
     with uninterrupted():  # the notebook first: whoever sees the new record sees its notebook
         os.replace(staged_nb, out / path.name)
         os.replace(staged_record, out / staged_record.name)
         for superseded in (out / (path.stem + FAILED + ".json"), out / (path.stem + FAILED + ".ipynb")):
             superseded.unlink(missing_ok=True)
     return "ok"
+
+
+def keep_faster(new_path, kept_path, task, threads, compare):
+    """Write the thread trials into the new record (and, with `compare`, the kept ok record's);
+    True if the new record is to replace the kept one, False if the kept one was faster."""
+    new = records.load_record(str(new_path))
+    seconds = new["metrics"][HEADLINE_SECONDS[task]]
+    kept = ok_record(kept_path) if compare else None
+    trials = {str(threads): round(seconds, 2)}
+    if kept:
+        kept_seconds = kept["metrics"][HEADLINE_SECONDS[task]]
+        trials = dict((kept.get("harness") or {}).get("thread_trials")
+                      or {str(kept["device"].get("threads")): kept_seconds}, **trials)
+    faster = not kept or seconds < kept_seconds
+    rec, path = (new, new_path) if faster else (kept, kept_path)
+    rec["harness"]["thread_trials"] = dict(sorted(trials.items(), key=lambda kv: -int(kv[0])))
+    records.write_json_atomic(str(path), rec)
+    if kept:
+        print(f"    {threads} threads: {seconds:.1f} s; kept the "
+              f"{'new' if faster else 'earlier'} run (thread trials {rec['harness']['thread_trials']})", flush=True)
+    return faster
 
 
 def machine_rate():
@@ -643,6 +726,9 @@ def main(argv=None):
                     help="mixed precision (MIXED_PRECISION=True) in the notebooks that have it")
     ap.add_argument("--tf32", action="store_true",
                     help="TF32 (TF32=True) on an NVIDIA GPU in the notebooks that have it")
+    ap.add_argument("--threads", type=int, nargs="+", metavar="N",
+                    help="on the CPU, also time each notebook with these fewer threads and keep the faster "
+                         "(default: the thread rule, FEWER_THREADS_TRIED)")
     ap.add_argument("--list", action="store_true", help="list the selected notebooks and stop")
     args = ap.parse_args(argv)
     device, gpus, key = this_machine()
@@ -703,8 +789,14 @@ def main(argv=None):
         for n, item in enumerate(items, 1):
             name = item[0].stem
             reason = skip_reasons[name]
-            skip, why = (False, None) if args.force else resume_decision(Path(args.out) / (name + ".json"),
-                                                                          args.notebooks, reason)
+            record_path = Path(args.out) / (name + ".json")
+            skip, why = (False, None) if args.force else resume_decision(record_path, args.notebooks, reason)
+            trials = thread_trials(item[2], device, args.profile, args.threads)
+            missing = trials_missing(record_path, trials) if skip and why and why.startswith(DONE) else trials
+            if skip and missing and why and why.startswith(DONE):
+                skip, why = False, "done already with %s threads; timing it with %s too" % (
+                    "/".join(sorted({str(t) for t in trials} - {str(t) for t in missing})) or "other",
+                    "/".join(map(str, missing)))
             if skip:
                 print(f"[{n}/{len(items)}] {name}: {why or 'skipped already: ' + reason}", flush=True)
                 results[name] = "skipped"
@@ -716,7 +808,10 @@ def main(argv=None):
             print(f"[{n}/{len(items)}] {name} ({args.profile}, kernel {envspec.kernel_name(item[3])})"
                   + (f": {why}" if why else ""), flush=True)
             start = time.time()
-            results[name] = run_one(item, args, spec, env, lock_fd)
+            for t in missing:  # the first run replaces any record; the rest are compared with it
+                results[name] = run_one(item, args, spec, env, lock_fd, t, compare=t != missing[0] or missing != trials)
+                if results[name] != "ok":
+                    break
             print(f"[{n}/{len(items)}] {name}: {results[name]} in {time.time() - start:.0f}s", flush=True)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)

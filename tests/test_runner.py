@@ -101,6 +101,42 @@ def test_failure_is_isolated_recorded_and_resumed(folder):
     assert not list(out.glob("PyTorch_CNN.failed.*")) and not list(out.glob(".staging-*"))
 
 
+THREADED_CELL = """
+import common
+common.provenance.note_source("test", "synthetic", synthetic=True)
+run = common.start_run(NAME, "PyTorch", TASK, PROFILE, RECORD_DIR)
+threads = common.envinfo.threads()
+run.finish(metrics={"train_seconds": SECONDS[threads], "test_accuracy": 0.5}, params={}, versions={})
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to try one thread against two")
+def test_thread_rule_keeps_the_faster_count_and_resumes(folder):
+    nbs, out = folder
+    threaded = THREADED_CELL.replace("SECONDS", "{1: 0.3, 2: 0.2}")
+    notebook(nbs / "PyTorch_RNN.ipynb", threaded, "PyTorch_RNN", "rnn")
+    assert run(nbs, out, "--tasks", "rnn").returncode == 0  # smoke: no thread trials unless asked for
+    rec = read_json(out / "PyTorch_RNN.json")
+    assert rec["device"]["threads"] == 2 and "thread_trials" not in rec["harness"]
+
+    # Asked for one thread too: it runs with a kernel whose thread variables say 1, and is slower.
+    proc = run(nbs, out, "--tasks", "rnn", "--threads", "1")
+    assert "done already with 2 threads; timing it with 1 too" in proc.stdout, proc.stdout
+    assert "kept the earlier run" in proc.stdout
+    rec = read_json(out / "PyTorch_RNN.json")
+    assert rec["device"]["threads"] == 2 and rec["harness"]["thread_trials"] == {"1": 0.3, "2": 0.2}
+    assert "done already (use --force" in run(nbs, out, "--tasks", "rnn", "--threads", "1").stdout
+
+    # Where one thread is faster, its run becomes the record, with the other count's time.
+    notebook(nbs / "PyTorch_RNN.ipynb", threaded.replace("0.3", "0.15"), "PyTorch_RNN", "rnn")
+    proc = run(nbs, out, "--tasks", "rnn", "--threads", "1", "--force")
+    assert proc.returncode == 0 and "kept the new run" in proc.stdout, proc.stdout
+    rec = read_json(out / "PyTorch_RNN.json")
+    assert rec["device"]["threads"] == 1 and rec["harness"]["thread_trials"] == {"1": 0.15, "2": 0.2}
+    assert rec["environment"]["thread_settings"]["OMP_NUM_THREADS"] == "1"
+    assert not list(out.glob(".staging-*"))
+
+
 def test_timeout_kills_and_records(folder):
     nbs, out = folder
     notebook(nbs / "PyTorch_CNN.ipynb", "import time; time.sleep(600)", "PyTorch_CNN", "cnn")
