@@ -35,6 +35,7 @@ SEED = 42
 #   smoke: seconds per notebook, synthetic data in the real formats, for tests only
 #   cpu:   real data, one epoch of CNN and RNN training, the full test sets, inference unchanged
 #   full:  the original protocol, for GPU machines
+#   probe: real data, 20 training batches: the runner's thread rule times a notebook's step with it
 # Inference times `inference_repeats` passes over the images and reports their median and spread:
 # a pass takes seconds on a GPU, minutes on a CPU.
 PROFILES = {
@@ -49,6 +50,12 @@ PROFILES = {
         "cnn_epochs": 1, "rnn_epochs": 1,
         "train_limit": None, "test_limit": None,
         "inference_batches": BATCHES_GPU, "inference_repeats": 2,
+    },
+    "probe": {
+        "synthetic_data": False,
+        "cnn_epochs": 1, "rnn_epochs": 1,
+        "train_limit": 20 * BATCHSIZE, "test_limit": 2 * BATCHSIZE,
+        "inference_batches": 2, "inference_repeats": 1,
     },
     "full": {
         "synthetic_data": False,

@@ -154,12 +154,12 @@ def _check_harness(harness):
     for key in ("notebook_wall_seconds", "timed_seconds", "untimed_seconds"):
         if harness.get(key) is not None:
             _check("harness." + key, harness[key], "nonnegative")
-    trials = harness.get("thread_trials")
-    _check_type("harness.thread_trials", trials, dict, "a dict")
-    for threads, seconds in sorted((trials or {}).items()):
+    probe = harness.get("thread_probe")  # the runner's thread rule: {threads: seconds}
+    _check_type("harness.thread_probe", probe, dict, "a dict")
+    for threads, seconds in sorted((probe or {}).items()):
         if not threads.isdigit() or int(threads) < 1:
-            raise RecordError("harness.thread_trials has %s, not a thread count" % _shown(threads))
-        _check("harness.thread_trials[%s]" % threads, seconds, "positive")
+            raise RecordError("harness.thread_probe has %s, not a thread count" % _shown(threads))
+        _check("harness.thread_probe[%s]" % threads, seconds, "positive")
     rates = harness.get("machine_gflops_before_after")
     _check_type("harness.machine_gflops_before_after", rates, list, "a list")
     for i, rate in enumerate(rates or []):

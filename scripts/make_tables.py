@@ -188,7 +188,26 @@ def cell(rec, peak=None):
     share = rate_share(rec, peak)
     if share:
         text += "; %.0f GFLOP/s, %.0f%% of %s" % share
-    return text
+    return text + thread_note(rec)
+
+
+def thread_probe(rec):
+    """{threads: seconds} of the runner's thread-rule probe for this record (empty: none)."""
+    probe = (rec.get("harness") or {}).get("thread_probe") or {}
+    return {int(k): v for k, v in probe.items()}
+
+
+def thread_note(rec):
+    """"; 1 thread (probe: 2 threads took 1.4x as long)": the count the run used, chosen by the
+    thread rule's probe, and how the other counts compared there."""
+    probe = thread_probe(rec)
+    used = rec["device"].get("threads")
+    if len(probe) < 2 or used not in probe:
+        return ""
+    plural = lambda n: "%d thread%s" % (n, "" if n == 1 else "s")  # noqa: E731
+    return "; %s (probe: %s)" % (plural(used), ", ".join(
+        "%s took %.1fx as long" % (plural(n), s / probe[used]) for n, s in sorted(probe.items(), reverse=True)
+        if n != used))
 
 
 def rate_share(rec, peak=None):
@@ -307,7 +326,8 @@ def render(records, rows, roofline=None, notes=None):
             status = "" if task_cols else " (not run yet)"
             table.append("| " + " | ".join([row + status] + cells + [framework_versions(recs)]) + " |")
         out.append("### %s\n" % title)
-        out.append("Cells: %s.\n" % caption(task, shares, any(len(machine_rates(r)) == 2 for r in task_recs)))
+        out.append("Cells: %s.\n" % caption(task, shares, any(len(machine_rates(r)) == 2 for r in task_recs),
+                                             any(len(thread_probe(r)) > 1 for r in task_recs)))
         out.extend(table)
         if stale:
             out.append("\n† Measured with an earlier version of the notebook, whose steps named here have "
@@ -346,9 +366,10 @@ def render(records, rows, roofline=None, notes=None):
     return "\n".join(out)
 
 
-def caption(task, shares, rates_measured):
+def caption(task, shares, rates_measured, threads_tried=False):
     """What a task's cells hold; `shares`: the kinds of rate_share() its cells show;
-    `rates_measured`: whether any of its runs has both rates measured beside it."""
+    `rates_measured`: whether any of its runs has both rates measured beside it; `threads_tried`:
+    whether any was timed with several thread counts (the runner's thread rule)."""
     text = ("seconds per 1,000 images (images per second)" if task == "inference"
             else "test accuracy after training, and training time")
     if shares - {None}:
@@ -364,6 +385,10 @@ def caption(task, shares, rates_measured):
     if task == "rnn":
         text += ("; GRU variant: whether the reset gate acts after the recurrent matrix product "
                  "(cuDNN, PyTorch, Keras 3) or before it (Keras 2's default), and the bias vectors per gate")
+    if threads_tried:
+        text += ("; the thread rule (the same for every framework): each notebook's step was first timed "
+                 "on 20 batches with all the machine's threads and with one, and the run used the faster "
+                 "count (all unless one was at least 5% faster); the cell names it and the probe's ratio")
     if rates_measured:
         text += ("; %s: the rates measured before and after the run differ by more than %.0f%% of the larger: "
                  "the machine's speed changed during the run, whose figures are unreliable"

@@ -57,11 +57,12 @@ papermill starts.
 
 Threads (the thread rule, the same for every framework): a run grants every notebook the machine's
 threads (ROSETTA_THREADS, else the CPU's), and a notebook may use fewer where that is faster for its
-framework. On the CPU, the notebooks of a task in FEWER_THREADS_TRIED (the GRU's: its products are
-small) are timed with all threads and then with fewer, through a copy of the kernel whose thread
-variables say so; the record is the faster run's (device.threads names the count it used) and
-harness.thread_trials holds each count's time. --threads N... asks for other counts on any task.
-An interrupted trial resumes with the counts not yet tried. The smoke profile tries none.
+framework. On the CPU, each notebook of a task in FEWER_THREADS_TRIED (the GRU's: its products are
+small) first runs its probe profile (common.params: real data, 20 training batches) with all
+threads and with fewer, through a copy of the kernel whose thread variables say so, and then runs
+with the count whose probe step was fastest (all threads unless fewer were PROBE_MARGIN faster);
+its record names the count (device.threads) and the probe's times (harness.thread_probe).
+--threads N... probes those counts on any task. The smoke profile probes none.
 
 --tf32 sets the TF32 parameter of the notebooks that have one (common.precision.TF32_NOTEBOOKS):
 TF32 matrix products and convolutions on an NVIDIA GPU, through each framework's own switch, where
@@ -182,11 +183,15 @@ TASKS = {"CNN": "cnn", "RNN": "rnn", "Inference": "inference"}
 # The figure a notebook is timed by, per task: what the tables rank.
 HEADLINE_SECONDS = {"cnn": "train_seconds", "rnn": "train_seconds", "inference": "inference_seconds"}
 # The thread rule (the same for every framework). Every notebook may use all the threads the run
-# grants (N); where a task's products are too small to be worth sharing between threads (the GRU:
-# 64 x 100 per time step), each notebook is also timed with fewer, and its record is the faster
-# run, naming the threads it used (device.threads) and every count tried (harness.thread_trials).
-# The CNN's and ResNet-50's products are large enough that N threads come out ahead (results/TUNING.md).
+# grants (N), or fewer where that is faster for its framework. Where a task's products are small
+# enough that sharing them between threads may cost more than it gains (the GRU: 64 x 100 per time
+# step), each notebook's probe profile (real data, 20 training batches) is timed with N threads and
+# with fewer, and the notebook runs with the count whose probe was fastest, N unless fewer were at
+# least PROBE_MARGIN faster; its record names the count (device.threads) and the probe's times
+# (harness.thread_probe). The CNN's and ResNet-50's products are large enough that N threads come out
+# ahead (results/TUNING.md).
 FEWER_THREADS_TRIED = {"rnn": (1,)}
+PROBE, PROBE_MARGIN = "probe", 0.05
 NOTEBOOK_NAME = re.compile(r"^(?P<framework>.+)_(?P<task>CNN|RNN|Inference)$")
 LOCK_FILE = ".runner.lock"
 LOCK_WAIT = 15.0  # seconds a runner waits for the processes of a dead runner to be stopped
@@ -233,9 +238,6 @@ def measured_here(rec):
     return dev.get("name") in [g["name"] for g in envinfo.nvidia_gpus()]
 
 
-DONE = "done already"
-
-
 def resume_decision(record_path, notebooks_dir, skip_reason=None):
     """(skip, why) for a notebook whose output folder may hold a record: an `ok` record is kept,
     unless the code of its notebook's timed steps has changed since (then it runs again); a
@@ -265,26 +267,35 @@ def resume_decision(record_path, notebooks_dir, skip_reason=None):
         return False, "running again: %s changed since its record" % ", ".join(
             stale_records.HEADINGS.get(step, step) for step in steps)
     failure = record_path.with_name(record_path.stem + FAILED + ".json")
-    return True, DONE + " (use --force to re-run)" + (
+    return True, "done already (use --force to re-run)" + (
         f"; its last re-run failed: {failure.name}" if failure.exists() else "")
 
 
 def thread_trials(task, device, profile, chosen=None):
-    """The thread counts a notebook of `task` is run with, all the run's first: on the CPU, the
-    thread rule's (not in the untimed smoke profile) or --threads `chosen`; [None] on a GPU."""
+    """The thread counts a notebook of `task` is probed with, all the run's first: on the CPU, the
+    thread rule's (not in the untimed smoke profile) or --threads `chosen`; [None] (no probe) on a GPU."""
     if device == "gpu" or not (chosen or profile != "smoke"):
         return [None]
     most = envspec.thread_count()
     return [most] + sorted({t for t in (chosen or FEWER_THREADS_TRIED.get(task, ())) if t < most}, reverse=True)
 
 
-def trials_missing(record_path, trials):
-    """The counts in `trials` that a kept ok record of this machine has not been timed with."""
-    rec = ok_record(record_path)
-    if not rec or trials == [None]:
-        return [] if rec else list(trials)
-    tried = (rec.get("harness") or {}).get("thread_trials") or {str(rec["device"].get("threads")): None}
-    return [t for t in trials if str(t) not in tried]
+def probe_threads(item, args, spec, env, lock_fd):
+    """(threads, {threads: probe seconds}) to run the notebook with, by the thread rule: (None, None)
+    where it tries one count (all threads); None where a probe failed (its record says why)."""
+    trials = thread_trials(item[2], args.device, args.profile, args.threads)
+    if len(trials) < 2:
+        return trials[0], None
+    probe = {}
+    for t in trials:
+        if run_one(item, args, spec, env, lock_fd, t, probe) != "ok":
+            return None
+    fewer = min(trials[1:], key=probe.get)
+    chosen = fewer if probe[fewer] < (1 - PROBE_MARGIN) * probe[trials[0]] else trials[0]
+    print("    thread probe (its timed step on the %s profile): %s -> %d thread%s" % (
+        PROBE, ", ".join("%d: %.2f s" % (t, probe[t]) for t in trials), chosen,
+        "" if chosen == 1 else "s"), flush=True)
+    return chosen, probe
 
 
 def kernel_with_threads(spec, env_name, threads, jupyter_dirs, into):
@@ -506,9 +517,10 @@ def clean_staging(out):
         shutil.rmtree(stage)
 
 
-def run_one(item, args, spec, env, lock_fd, threads=None, compare=False):
-    """Run the notebook once (with `threads`, default all; `compare`: keep whichever of this run
-    and the kept ok record is faster, the thread rule's trials)."""
+def run_one(item, args, spec, env, lock_fd, threads=None, probe=None):
+    """Run the notebook with `threads` (default: all). `probe`: {threads: seconds} of the thread
+    rule's probes, which the record keeps; or a dict to put this run's timed seconds into, the
+    notebook then running its probe profile, with nothing moved into place."""
     path, prefix, task, env_name, row = item
     out = Path(args.out)
     stage = out / (STAGING + path.stem)
@@ -526,25 +538,25 @@ def run_one(item, args, spec, env, lock_fd, threads=None, compare=False):
         kernel = kernel_with_threads(spec, env_name, threads, env["JUPYTER_PATH"].split(os.pathsep), stage / "jupyter")
         env = dict(env, JUPYTER_PATH=os.pathsep.join([str(stage / "jupyter"), env["JUPYTER_PATH"]]))
     try:
-        return run_staged(item, args, env, lock_fd, stage, kernel, threads, compare)
+        return run_staged(item, args, env, lock_fd, stage, kernel, threads, probe)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def run_staged(item, args, env, lock_fd, stage, kernel, threads=None, compare=False):
+def run_staged(item, args, env, lock_fd, stage, kernel, threads=None, probe=None):
     """Run the notebook into `stage` with `kernel`; move its executed notebook and ok record into
-    place (with `compare`, only if faster than the kept ok record, which otherwise only gains this
-    run's time among its thread trials), or record the failure."""
+    place, or record the failure (see run_one for `probe`)."""
     path, prefix, task, env_name, row = item
     out = Path(args.out)
     staged_nb, staged_record = stage / path.name, stage / (path.stem + ".json")
-    rate_before = machine_rate()
-    if args.profile != "smoke":
+    probing = probe is not None and threads not in probe
+    rate_before = None if probing else machine_rate()
+    if args.profile != "smoke" and not probing:
         warning = slow_machine_warning(rate_before)
         if warning:
             print("    " + warning, flush=True)
     start = time.time()
-    cmd = papermill_command(path, staged_nb, kernel, args.profile,
+    cmd = papermill_command(path, staged_nb, kernel, PROBE if probing else args.profile,
                             stage.resolve(), path.parent.resolve(), args.amp, args.tf32)
     log_tail, timed_out, proc = [], threading.Event(), None
 
@@ -579,36 +591,16 @@ def run_staged(item, args, env, lock_fd, stage, kernel, threads=None, compare=Fa
         return write_failure(item, args, f"the notebook ran but its record is invalid: {e}", staged_nb)
     if status != "ok":
         return write_failure(item, args, f"the notebook ran but wrote a {status!r} record", staged_nb)
-    add_harness_time(staged_record, time.time() - start, (rate_before, machine_rate()))
-    if threads and not keep_faster(staged_record, out / staged_record.name, task, threads, compare):
+    if probing:
+        probe[threads] = records.load_record(str(staged_record))["metrics"][HEADLINE_SECONDS[task]]
         return "ok"
+    add_harness_time(staged_record, time.time() - start, (rate_before, machine_rate()), probe)
     with uninterrupted():  # the notebook first: whoever sees the new record sees its notebook
         os.replace(staged_nb, out / path.name)
         os.replace(staged_record, out / staged_record.name)
         for superseded in (out / (path.stem + FAILED + ".json"), out / (path.stem + FAILED + ".ipynb")):
             superseded.unlink(missing_ok=True)
     return "ok"
-
-
-def keep_faster(new_path, kept_path, task, threads, compare):
-    """Write the thread trials into the new record (and, with `compare`, the kept ok record's);
-    True if the new record is to replace the kept one, False if the kept one was faster."""
-    new = records.load_record(str(new_path))
-    seconds = new["metrics"][HEADLINE_SECONDS[task]]
-    kept = ok_record(kept_path) if compare else None
-    trials = {str(threads): round(seconds, 2)}
-    if kept:
-        kept_seconds = kept["metrics"][HEADLINE_SECONDS[task]]
-        trials = dict((kept.get("harness") or {}).get("thread_trials")
-                      or {str(kept["device"].get("threads")): kept_seconds}, **trials)
-    faster = not kept or seconds < kept_seconds
-    rec, path = (new, new_path) if faster else (kept, kept_path)
-    rec["harness"]["thread_trials"] = dict(sorted(trials.items(), key=lambda kv: -int(kv[0])))
-    records.write_json_atomic(str(path), rec)
-    if kept:
-        print(f"    {threads} threads: {seconds:.1f} s; kept the "
-              f"{'new' if faster else 'earlier'} run (thread trials {rec['harness']['thread_trials']})", flush=True)
-    return faster
 
 
 def machine_rate():
@@ -643,10 +635,11 @@ def slow_machine_warning(rate, roofline_file=envspec.ROOT / "results" / "rooflin
 TIMED_METRICS = ("train_seconds", "test_seconds", "inference_seconds")
 
 
-def add_harness_time(record_path, wall_seconds, machine_gflops=(None, None)):
+def add_harness_time(record_path, wall_seconds, machine_gflops=(None, None), thread_probe=None):
     """Put into the record how long the whole notebook took through papermill, how much of it
     was outside the timed blocks (kernel start, imports, data loading, model building, warm-up),
-    and the machine's matrix-multiply rate measured just before and after."""
+    the machine's matrix-multiply rate measured just before and after, and the thread rule's
+    probe times ({threads: seconds}), if any."""
     import json
     with open(record_path) as f:
         rec = json.load(f)
@@ -657,6 +650,8 @@ def add_harness_time(record_path, wall_seconds, machine_gflops=(None, None)):
     rec["harness"] = {"notebook_wall_seconds": round(wall_seconds, 2), "timed_seconds": round(timed, 2),
                       "untimed_seconds": round(wall_seconds - timed, 2),
                       "machine_gflops_before_after": list(machine_gflops)}
+    if thread_probe:
+        rec["harness"]["thread_probe"] = {str(t): round(s, 3) for t, s in sorted(thread_probe.items())}
     records.write_json_atomic(str(record_path), rec)
 
 
@@ -732,7 +727,7 @@ def main(argv=None):
     ap.add_argument("--list", action="store_true", help="list the selected notebooks and stop")
     args = ap.parse_args(argv)
     device, gpus, key = this_machine()
-    args.record_device = record_device(device, gpus)
+    args.device, args.record_device = device, record_device(device, gpus)
     if args.tf32 and device != "gpu":
         ap.error("--tf32 is an NVIDIA GPU's arithmetic, and this run is on the CPU")
     own_folder = Path(args.results) / (args.profile + ("-amp" if args.amp else "") + ("-tf32" if args.tf32 else "")) / key
@@ -789,14 +784,8 @@ def main(argv=None):
         for n, item in enumerate(items, 1):
             name = item[0].stem
             reason = skip_reasons[name]
-            record_path = Path(args.out) / (name + ".json")
-            skip, why = (False, None) if args.force else resume_decision(record_path, args.notebooks, reason)
-            trials = thread_trials(item[2], device, args.profile, args.threads)
-            missing = trials_missing(record_path, trials) if skip and why and why.startswith(DONE) else trials
-            if skip and missing and why and why.startswith(DONE):
-                skip, why = False, "done already with %s threads; timing it with %s too" % (
-                    "/".join(sorted({str(t) for t in trials} - {str(t) for t in missing})) or "other",
-                    "/".join(map(str, missing)))
+            skip, why = (False, None) if args.force else resume_decision(Path(args.out) / (name + ".json"),
+                                                                          args.notebooks, reason)
             if skip:
                 print(f"[{n}/{len(items)}] {name}: {why or 'skipped already: ' + reason}", flush=True)
                 results[name] = "skipped"
@@ -808,10 +797,8 @@ def main(argv=None):
             print(f"[{n}/{len(items)}] {name} ({args.profile}, kernel {envspec.kernel_name(item[3])})"
                   + (f": {why}" if why else ""), flush=True)
             start = time.time()
-            for t in missing:  # the first run replaces any record; the rest are compared with it
-                results[name] = run_one(item, args, spec, env, lock_fd, t, compare=t != missing[0] or missing != trials)
-                if results[name] != "ok":
-                    break
+            chosen = probe_threads(item, args, spec, env, lock_fd)
+            results[name] = run_one(item, args, spec, env, lock_fd, *chosen) if chosen else "failed"
             print(f"[{n}/{len(items)}] {name}: {results[name]} in {time.time() - start:.0f}s", flush=True)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)

@@ -105,35 +105,36 @@ THREADED_CELL = """
 import common
 common.provenance.note_source("test", "synthetic", synthetic=True)
 run = common.start_run(NAME, "PyTorch", TASK, PROFILE, RECORD_DIR)
-threads = common.envinfo.threads()
-run.finish(metrics={"train_seconds": SECONDS[threads], "test_accuracy": 0.5}, params={}, versions={})
+seconds = SECONDS[common.envinfo.threads()] / (10 if PROFILE == "probe" else 1)
+run.finish(metrics={"train_seconds": seconds, "test_accuracy": 0.5}, params={}, versions={})
 """
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to try one thread against two")
-def test_thread_rule_keeps_the_faster_count_and_resumes(folder):
+def test_thread_rule_runs_with_the_count_whose_probe_was_faster(folder):
     nbs, out = folder
     threaded = THREADED_CELL.replace("SECONDS", "{1: 0.3, 2: 0.2}")
     notebook(nbs / "PyTorch_RNN.ipynb", threaded, "PyTorch_RNN", "rnn")
-    assert run(nbs, out, "--tasks", "rnn").returncode == 0  # smoke: no thread trials unless asked for
+    assert run(nbs, out, "--tasks", "rnn").returncode == 0  # smoke: no probe unless asked for
     rec = read_json(out / "PyTorch_RNN.json")
-    assert rec["device"]["threads"] == 2 and "thread_trials" not in rec["harness"]
+    assert rec["device"]["threads"] == 2 and "thread_probe" not in rec["harness"]
 
-    # Asked for one thread too: it runs with a kernel whose thread variables say 1, and is slower.
-    proc = run(nbs, out, "--tasks", "rnn", "--threads", "1")
-    assert "done already with 2 threads; timing it with 1 too" in proc.stdout, proc.stdout
-    assert "kept the earlier run" in proc.stdout
+    # Asked to try one thread: the probe profile runs with both counts (one through a kernel whose
+    # thread variables say 1), and the run uses the faster.
+    proc = run(nbs, out, "--tasks", "rnn", "--threads", "1", "--force")
+    assert proc.returncode == 0 and "thread probe" in proc.stdout and "-> 2 threads" in proc.stdout, proc.stdout
     rec = read_json(out / "PyTorch_RNN.json")
-    assert rec["device"]["threads"] == 2 and rec["harness"]["thread_trials"] == {"1": 0.3, "2": 0.2}
-    assert "done already (use --force" in run(nbs, out, "--tasks", "rnn", "--threads", "1").stdout
+    assert rec["device"]["threads"] == 2 and rec["harness"]["thread_probe"] == {"1": 0.03, "2": 0.02}
+    assert rec["metrics"]["train_seconds"] == 0.2 and rec["profile"] == "smoke"
 
-    # Where one thread is faster, its run becomes the record, with the other count's time.
     notebook(nbs / "PyTorch_RNN.ipynb", threaded.replace("0.3", "0.15"), "PyTorch_RNN", "rnn")
     proc = run(nbs, out, "--tasks", "rnn", "--threads", "1", "--force")
-    assert proc.returncode == 0 and "kept the new run" in proc.stdout, proc.stdout
+    assert proc.returncode == 0 and "-> 1 thread\n" in proc.stdout, proc.stdout
     rec = read_json(out / "PyTorch_RNN.json")
-    assert rec["device"]["threads"] == 1 and rec["harness"]["thread_trials"] == {"1": 0.15, "2": 0.2}
+    assert rec["device"]["threads"] == 1 and rec["harness"]["thread_probe"] == {"1": 0.015, "2": 0.02}
+    assert rec["metrics"]["train_seconds"] == 0.15
     assert rec["environment"]["thread_settings"]["OMP_NUM_THREADS"] == "1"
+    assert "done already" in run(nbs, out, "--tasks", "rnn", "--threads", "1").stdout
     assert not list(out.glob(".staging-*"))
 
 
