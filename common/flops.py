@@ -6,15 +6,9 @@ A training step costs 3 times the forward pass: the backward pass computes the g
 respect to the layer inputs and to the weights, each as large as the forward product.
 """
 from . import resnet50
-from .params import IMAGE_SIZE, N_CLASSES
+from .architecture import CNN_INPUT, CNN_KERNEL, CNN_LAYERS
+from .params import IMAGE_SIZE
 
-CNN_INPUT = (3, 32, 32)
-# The VGG-style CNN: (kind, in, out, kernel) in order; "pool" halves the spatial size.
-CNN_LAYERS = (
-    ("conv", 3, 50, 3), ("conv", 50, 50, 3), ("pool",),
-    ("conv", 50, 100, 3), ("conv", 100, 100, 3), ("pool",),
-    ("dense", 100 * 8 * 8, 512), ("dense", 512, N_CLASSES),
-)
 TRAINING_FACTOR = 3
 
 
@@ -28,11 +22,11 @@ def cnn_forward_flops():
     macs = 0
     for layer in CNN_LAYERS:
         if layer[0] == "conv":  # "same" padding, stride 1: the output keeps the size
-            macs += conv_macs(size, size, layer[1], layer[2], layer[3])
+            macs += conv_macs(size, size, layer[2], layer[3], CNN_KERNEL)
         elif layer[0] == "pool":
             size //= 2
         else:
-            macs += layer[1] * layer[2]
+            macs += layer[2] * layer[3]
     return 2 * macs
 
 

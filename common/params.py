@@ -5,12 +5,10 @@ EPOCHS = 10
 BATCHSIZE = 64
 LR = 0.01
 MOMENTUM = 0.9
-N_CLASSES = 10
-CNN_PARAMETERS = 3441592  # parameter count of the reference model
+N_CLASSES = 10  # the CNN's layers and parameter count: common/architecture.py
 
 # RNN: GRU sentiment model on IMDB
 RNN_EPOCHS = 3
-RNN_BATCHSIZE = 64
 EMBEDSIZE = 125
 NUMHIDDEN = 100
 RNN_LR = 0.001
@@ -26,7 +24,7 @@ PADDING = "pre"
 # ResNet-50 feature extraction
 BATCH_SIZE = 32
 RESNET_FEATURES = 2048
-BATCHES_GPU = 40  # 40 x 32 = 1,280 images
+INFERENCE_BATCHES = 40  # 40 x 32 = 1,280 images
 IMAGE_SIZE = 224
 
 SEED = 42
@@ -49,7 +47,7 @@ PROFILES = {
         "synthetic_data": False,
         "cnn_epochs": 1, "rnn_epochs": 1,
         "train_limit": None, "test_limit": None,
-        "inference_batches": BATCHES_GPU, "inference_repeats": 2,
+        "inference_batches": INFERENCE_BATCHES, "inference_repeats": 2,
     },
     "probe": {
         "synthetic_data": False,
@@ -61,7 +59,7 @@ PROFILES = {
         "synthetic_data": False,
         "cnn_epochs": EPOCHS, "rnn_epochs": RNN_EPOCHS,
         "train_limit": None, "test_limit": None,
-        "inference_batches": BATCHES_GPU, "inference_repeats": 5,
+        "inference_batches": INFERENCE_BATCHES, "inference_repeats": 5,
     },
 }
 

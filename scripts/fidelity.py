@@ -21,7 +21,7 @@ import envspec  # noqa: E402
 import run_matrix  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
-from common import records  # noqa: E402
+from common import catalogue, records  # noqa: E402
 
 OUT = envspec.ROOT / "results" / "fidelity.json"
 
@@ -70,7 +70,7 @@ def merge(old_file, new_entries):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frameworks", nargs="*", help="notebook prefixes, e.g. PyTorch Keras_TF")
-    ap.add_argument("--tasks", nargs="*", choices=sorted(run_matrix.TASKS.values()))
+    ap.add_argument("--tasks", nargs="*", choices=sorted(catalogue.TASKS))
     ap.add_argument("--from", dest="source", help="collect from this folder of smoke records instead of running")
     ap.add_argument("--out", default=str(OUT), help="where to write (default: results/fidelity.json)")
     args = ap.parse_args(argv)

@@ -26,22 +26,21 @@ import roofline  # noqa: E402
 ROOT = envspec.ROOT
 sys.path.insert(0, str(ROOT))
 from common import BATCHSIZE, envinfo, records  # noqa: E402
-from common.flops import CNN_INPUT, CNN_LAYERS, TRAINING_FACTOR, conv_macs  # noqa: E402
+from common.architecture import CNN_INPUT, CNN_KERNEL, CNN_LAYERS  # noqa: E402
+from common.flops import TRAINING_FACTOR, conv_macs  # noqa: E402
 from common.timing import time_runs  # noqa: E402
 
 
 def layer_shapes():
     """[(name, kind, in, out, kernel, size of the input map)] of the CNN's layers with weights."""
-    size, shapes, n_conv, n_dense = CNN_INPUT[1], [], 0, 0
+    size, shapes = CNN_INPUT[1], []
     for layer in CNN_LAYERS:
         if layer[0] == "pool":
             size //= 2
         elif layer[0] == "conv":
-            n_conv += 1
-            shapes.append(("conv%d" % n_conv, "conv", layer[1], layer[2], layer[3], size))
+            shapes.append((layer[1], "conv", layer[2], layer[3], CNN_KERNEL, size))
         else:
-            n_dense += 1
-            shapes.append(("dense%d" % n_dense, "dense", layer[1], layer[2], None, None))
+            shapes.append((layer[1], "dense", layer[2], layer[3], None, None))
     return shapes
 
 

@@ -27,17 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envspec  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
+from common.catalogue import HEADINGS, MODEL_NAMES, TASK_TITLES  # noqa: E402
 from common.flops import FLOPS_PER_IMAGE  # noqa: E402
-from common.records import RecordError, load_records, validate  # noqa: E402
+from common.records import PUBLISHED_PROFILES, RecordError, load_records, publishable, validate  # noqa: E402
 from roofline import RooflineError, entry_for as roofline_entry, load as load_roofline  # noqa: E402
-from stale_records import HEADINGS, record_changes  # noqa: E402
+from stale_records import record_changes  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-TASK_TITLES = OrderedDict([
-    ("cnn", "VGG-style CNN on CIFAR-10 (training)"),
-    ("rnn", "GRU on IMDB (training)"),
-    ("inference", "ResNet-50 feature extraction (inference)"),
-])
 
 
 # A run whose matrix-multiply rates measured just before and just after it differ by more than
@@ -90,10 +86,6 @@ def column_order(col):
     return machine_order(machine(col)) + (col[0], col[4])
 
 
-def publishable(rec):
-    return rec.get("status") == "ok" and not rec.get("synthetic_data") and rec.get("profile") != "smoke"
-
-
 def latest(records):
     """The newest ok record per (task, framework, column), and the newest failed or skipped one per
     (task, framework, column). A failure the runner wrote beside a kept ok record
@@ -104,7 +96,7 @@ def latest(records):
         key = (rec["task"], rec["framework"])
         if publishable(rec):
             best[key + (column_key(rec),)] = rec
-        elif rec.get("status") in ("failed", "skipped") and rec.get("profile") != "smoke":
+        elif rec.get("status") in ("failed", "skipped") and rec.get("profile") in PUBLISHED_PROFILES:
             path = rec.get("_path") or ""
             kept = path.endswith(FAILED_SUFFIX) and ok.get(os.path.abspath(path[:-len(FAILED_SUFFIX)] + ".json"))
             unrun[key + (column_key(kept or rec),)] = rec
@@ -415,7 +407,6 @@ def harness_overhead(recs):
 
 
 FIDELITY_START, FIDELITY_END = "<!-- fidelity:start -->", "<!-- fidelity:end -->"
-FIDELITY_TASKS = OrderedDict([("cnn", "CNN"), ("rnn", "GRU"), ("inference", "ResNet-50")])
 FIDELITY_CHECKS = ("outputs", "after one step", "loss after the step", "features")
 
 
@@ -458,7 +449,7 @@ def render_fidelity(path, rows):
     by = dict(((e["framework"], e["task"]), e) for e in entries)
     tol = next((e["tolerance"] for e in entries if e["task"] == "cnn" and e.get("tolerance")), {})
     ftol = next((e["tolerance"] for e in entries if e["task"] == "inference" and e.get("tolerance")), {})
-    out = ["Largest absolute difference from the NumPy float64 reference (`common/fidelity.py`): for "
+    out = ["Largest absolute difference from the NumPy float64 reference (`common/reference.py`): for "
            "the CNN and the GRU, the outputs on a fixed batch of real test data / the outputs after one "
            "optimizer step from the shared weights / the loss after that step; for ResNet-50, the 2048 "
            "features of the two photographs. Tolerances: %s; features %s. Checked %s.\n" % (
@@ -472,7 +463,7 @@ def render_fidelity(path, rows):
             row, fidelity_cell(by.get((row, "cnn"))), fidelity_cell(rnn),
             variant_text(rnn.get("variant", {})) if rnn else "", fidelity_cell(by.get((row, "inference")))))
     largest = []
-    for task, name in FIDELITY_TASKS.items():
+    for task, name in MODEL_NAMES.items():
         passed = [e for e in entries if e["task"] == task and e["passed"]]
         if passed:
             key = "features" if task == "inference" else "outputs"

@@ -171,17 +171,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envspec  # noqa: E402
 import roofline  # noqa: E402
 import stale_records  # noqa: E402
-from tag_steps import PREFIX as STEP_TAG  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
-from common import envinfo, precision, records  # noqa: E402
+from common import catalogue, envinfo, precision, records  # noqa: E402
 
 # papermill's own bookkeeping lines, left out of the streamed output
 NOISE = re.compile(r"^(Executing|Ending) Cell \d+-*$|^(Input|Output) Notebook:|^Executing notebook with kernel|^Executing:"
                    r"|^\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption")
-TASKS = {"CNN": "cnn", "RNN": "rnn", "Inference": "inference"}
-# The figure a notebook is timed by, per task: what the tables rank.
-HEADLINE_SECONDS = {"cnn": "train_seconds", "rnn": "train_seconds", "inference": "inference_seconds"}
 # The thread rule (the same for every framework). Every notebook may use all the threads the run
 # grants (N), or fewer where that is faster for its framework. Where a task's products are small
 # enough that sharing them between threads may cost more than it gains (the GRU: 64 x 100 per time
@@ -192,7 +188,7 @@ HEADLINE_SECONDS = {"cnn": "train_seconds", "rnn": "train_seconds", "inference":
 # ahead (results/TUNING.md).
 FEWER_THREADS_TRIED = {"rnn": (1,)}
 PROBE, PROBE_MARGIN = "probe", 0.05
-NOTEBOOK_NAME = re.compile(r"^(?P<framework>.+)_(?P<task>CNN|RNN|Inference)$")
+NOTEBOOK_NAME = re.compile(r"^(?P<framework>.+)_(?P<task>%s)$" % "|".join(catalogue.TASK_OF_SUFFIX))
 LOCK_FILE = ".runner.lock"
 LOCK_WAIT = 15.0  # seconds a runner waits for the processes of a dead runner to be stopped
 STAGING = ".staging-"  # + notebook name: a folder in the output folder
@@ -213,7 +209,7 @@ def discover(notebooks_dir, spec):
         if prefix not in table:
             raise SystemExit(f"{path.name}: framework {prefix!r} is in no environment of environments.toml")
         env, row = table[prefix]
-        found.append((path, prefix, TASKS[m.group("task")], env, row))
+        found.append((path, prefix, catalogue.TASK_OF_SUFFIX[m.group("task")], env, row))
     return found
 
 
@@ -265,7 +261,7 @@ def resume_decision(record_path, notebooks_dir, skip_reason=None):
     steps = stale_records.record_changes(record_path, notebooks_dir)
     if steps:
         return False, "running again: %s changed since its record" % ", ".join(
-            stale_records.HEADINGS.get(step, step) for step in steps)
+            catalogue.HEADINGS.get(step, step) for step in steps)
     failure = record_path.with_name(record_path.stem + FAILED + ".json")
     return True, "done already (use --force to re-run)" + (
         f"; its last re-run failed: {failure.name}" if failure.exists() else "")
@@ -318,7 +314,7 @@ def has_mixed_precision_path(nb_path):
     parameters cell, where every notebook declares it, and untagged cells do not count."""
     for cell in json.loads(Path(nb_path).read_text())["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
-        if (cell["cell_type"] == "code" and "parameters" not in tags and any(t.startswith(STEP_TAG) for t in tags)
+        if (cell["cell_type"] == "code" and "parameters" not in tags and any(t.startswith(catalogue.STEP_PREFIX) for t in tags)
                 and re.search(r"\bMIXED_PRECISION\b", "".join(cell["source"]))):
             return True
     return False
@@ -592,7 +588,7 @@ def run_staged(item, args, env, lock_fd, stage, kernel, threads=None, probe=None
     if status != "ok":
         return write_failure(item, args, f"the notebook ran but wrote a {status!r} record", staged_nb)
     if probing:
-        probe[threads] = records.load_record(str(staged_record))["metrics"][HEADLINE_SECONDS[task]]
+        probe[threads] = records.load_record(str(staged_record))["metrics"][catalogue.HEADLINE_SECONDS[task]]
         return "ok"
     add_harness_time(staged_record, time.time() - start, (rate_before, machine_rate()), probe)
     with uninterrupted():  # the notebook first: whoever sees the new record sees its notebook
@@ -708,7 +704,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
     ap.add_argument("--frameworks", nargs="*", help="notebook prefixes, e.g. PyTorch Keras_TF")
-    ap.add_argument("--tasks", nargs="*", choices=sorted(TASKS.values()))
+    ap.add_argument("--tasks", nargs="*", choices=sorted(catalogue.TASKS))
     ap.add_argument("--notebooks", default=str(envspec.ROOT / "notebooks"), help="notebook folder")
     ap.add_argument("--results", default=str(envspec.ROOT / "results"),
                     help="the results folder, whose <profile>[-amp]/<machine key>/ is the default --out")

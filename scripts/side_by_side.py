@@ -7,8 +7,8 @@
 Writes <out>/cnn.html, rnn.html and inference.html (for the tasks that have notebooks): one row
 per step (the cells tagged `step:*` by scripts/tag_steps.py; an untagged notebook is an error),
 one column per framework, code highlighted by Pygments. Column headers carry each notebook's
-latest usable result (an `ok` record on real data, profile cpu first, then full) and a link to
-the executed notebook. Pages are self-contained: they work from disk, offline.
+latest publishable result (common.records.publishable, the tables' rule too: an `ok` record on
+real data; profile cpu first, then full) and a link to the executed notebook. Pages are self-contained: they work from disk, offline.
 --check writes nothing and exits non-zero when the pages are stale. --screenshot also saves
 <out>/screenshot.png of the CNN page (needs Debian's chromium).
 """
@@ -30,12 +30,12 @@ from pygments.lexers import PythonLexer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envspec  # noqa: E402
 import tag_steps  # noqa: E402
-from make_tables import TASK_TITLES  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
-from common.records import load_records  # noqa: E402
+from common import catalogue  # noqa: E402
+from common.catalogue import TASK_TITLES  # noqa: E402
+from common.records import PUBLISHED_PROFILES as PROFILES, load_records, publishable  # noqa: E402
 
-PROFILES = ("cpu", "full")  # preferred first
 FIRST = "PyTorch"  # the framework most readers translate from
 FORMATTER = HtmlFormatter(style="default", cssclass="highlight")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -51,7 +51,7 @@ class Untagged(ValueError):
 def read_notebook(path):
     """{'name', 'prefix', 'task', 'intro', 'steps': {tag: (notes, code)}} of a tagged notebook."""
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    task = tag_steps.task_of(path)
+    task = catalogue.task_of(path)
     issues = tag_steps.problems(nb, task)
     if issues:
         raise Untagged(f"{Path(path).name}: {'; '.join(issues)} (run scripts/tag_steps.py)")
@@ -59,8 +59,8 @@ def read_notebook(path):
     steps = {}
     for i, cell in enumerate(cells):
         for tag in cell.get("metadata", {}).get("tags", []):
-            if tag.startswith(tag_steps.PREFIX):
-                steps[tag[len(tag_steps.PREFIX):]] = (notes_before(cells, i),
+            if tag.startswith(catalogue.STEP_PREFIX):
+                steps[tag[len(catalogue.STEP_PREFIX):]] = (notes_before(cells, i),
                                                       tag_steps.source(cell).strip("\n"))
     intro = tag_steps.source(cells[0]).strip().split("\n", 1) if cells else [""]
     return {"name": Path(path).stem, "prefix": Path(path).stem.rsplit("_", 1)[0], "task": task,
@@ -81,14 +81,9 @@ def notes_before(cells, i):
     return "\n\n".join(t for t in texts if t)
 
 
-def usable(rec):
-    return (rec.get("status") == "ok" and not rec.get("synthetic_data")
-            and rec.get("profile") in PROFILES)
-
-
 def best_record(records, name):
     """The latest usable record of a notebook, from the most preferred profile that has one."""
-    mine = [r for r in records if r.get("notebook") == name and usable(r)]
+    mine = [r for r in records if r.get("notebook") == name and publishable(r)]
     for profile in PROFILES:
         runs = [r for r in mine if r["profile"] == profile]
         if runs:
@@ -184,7 +179,7 @@ def step_rows(task, nbs):
             '<tr data-step="overview">%s</tr>' % "".join(
                 '<td data-fw="%s"><div class="note">%s</div></td>' % (
                     html.escape(nb["prefix"]), markdown_html(nb["intro"])) for nb in nbs)]
-    for title, tag, what in tag_steps.STEPS[task]:
+    for title, tag, what in catalogue.STEPS[task]:
         rows.append('<tr class="step-head"><th colspan="%d" class="step-title">%s '
                     '<span class="step-what">%s</span> <code class="tag">step:%s</code></th></tr>'
                     % (len(nbs), html.escape(title), inline_md(what), tag))
@@ -195,7 +190,7 @@ def step_rows(task, nbs):
 def legend(task):
     return '<ul class="legend">%s</ul>' % "".join(
         "<li><strong>%s</strong>: %s</li>" % (html.escape(title), inline_md(what))
-        for title, _, what in tag_steps.STEPS[task])
+        for title, _, what in catalogue.STEPS[task])
 
 
 def chooser(nbs, labels):
@@ -275,7 +270,7 @@ def render_page(task, nbs, labels, records, out_dir, notebooks_dir, tasks):
     out_dir = Path(out_dir)
     heads = "".join(header_cell(nb, labels[nb["prefix"]], best_record(records, nb["name"]),
                                 out_dir, notebooks_dir) for nb in nbs)
-    short = {t: s for s, t in tag_steps.TASKS.items()}
+    short = {t: s for s, t in catalogue.TASK_OF_SUFFIX.items()}
     nav = "Pages: " + " · ".join("<strong>%s</strong>" % short[t] if t == task else
                                  '<a href="%s.html">%s</a>' % (t, short[t]) for t in tasks)
     return """<!DOCTYPE html>

@@ -18,13 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envspec  # noqa: E402
-from tag_steps import PREFIX, STEPS, source  # noqa: E402
+from tag_steps import source  # noqa: E402
 
 sys.path.insert(0, str(envspec.ROOT))
+from common.catalogue import HEADINGS, STEP_PREFIX as PREFIX, UNTIMED_STEPS  # noqa: E402,F401
 from common.records import load_records  # noqa: E402
-
-UNTIMED_STEPS = ("photo-check", "fidelity", "record")  # checks and the record: outside every timed block
-HEADINGS = {tag: title for steps in STEPS.values() for title, tag, _ in steps}  # "extract-features": "Feature extraction"
 
 
 def step_code(nb_path):

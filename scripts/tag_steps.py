@@ -15,44 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PREFIX = "step:"
-TASKS = {"CNN": "cnn", "RNN": "rnn", "Inference": "inference"}
-
-# (section heading, step tag, what the step is) in notebook order, per task.
-_TRAINING = [
-    ("Set-up", "setup", "Imports, the run record, seeds, thread count and device."),
-    ("Data", "data", "The shared arrays from `common`, in the layout the framework wants."),
-    ("Model", "model", "The network, its initialisation and its parameter count."),
-    ("Loss and optimizer", "loss-optimizer", "The loss (softmax inside it) and the optimizer."),
-    ("Train", "train", "The timed training loop over mini-batches."),
-    ("Evaluate", "evaluate", "A timed, gradient-free pass over the test set, with dropout off."),
-    ("Fidelity", "fidelity", "The shared weights loaded; outputs and one optimizer step checked against the NumPy reference."),
-    ("Record", "record", "The result record: metrics, parameters, versions, device."),
-]
-STEPS = {
-    "cnn": _TRAINING,
-    "rnn": _TRAINING,
-    "inference": [
-        ("Set-up", "setup", "Imports, the run record, seeds, thread count and device."),
-        ("Data", "data", "The shared images from `common`, in the layout the framework wants."),
-        ("Model", "load-weights", "ResNet-50 built and loaded with the shared ImageNet weights."),
-        ("Check on real photographs", "photo-check",
-         "Two real photographs classified, to prove the weights were loaded right."),
-        ("Feature extraction", "extract-features",
-         "The timed pass: 2048 pooled features per image, and back to NumPy."),
-        ("Fidelity", "fidelity", "The 2048 features of the two photographs checked against the NumPy reference."),
-        ("Record", "record", "The result record: metrics, parameters, versions, device."),
-    ],
-}
-UNTAGGED_SECTIONS = {"Parameters"}  # the same in every notebook: nothing to translate
-
-
-def task_of(path):
-    """The task ('cnn', 'rnn', 'inference') from a <Framework>_<Task>.ipynb name."""
-    suffix = Path(path).stem.rsplit("_", 1)[-1]
-    if suffix not in TASKS:
-        raise ValueError(f"{Path(path).name}: names are <Framework>_<CNN|RNN|Inference>.ipynb")
-    return TASKS[suffix]
+sys.path.insert(0, str(ROOT))
+from common.catalogue import STEP_PREFIX as PREFIX, STEPS, UNTAGGED_SECTIONS, task_of  # noqa: E402,F401
 
 
 def step_tags(task):

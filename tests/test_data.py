@@ -32,23 +32,13 @@ def add_file(tar, name, payload):
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Empty cache and local folder; canonical URLs that fail; npm refused; provenance reset."""
-    cache, local = tmp_path / "cache", tmp_path / "local"
-    local.mkdir()
-    monkeypatch.setenv("ROSETTA_CACHE", str(cache))
-    monkeypatch.setenv("ROSETTA_DATA_DIR", str(local))
+def env(offline_data, tmp_path, monkeypatch):
+    """offline_data (conftest.py), and canonical URLs that fail."""
     missing = (tmp_path / "nowhere").as_uri()
     monkeypatch.setattr(data, "CIFAR_BIN_URL", missing + "/cifar-10-binary.tar.gz")
     monkeypatch.setattr(data, "IMDB_NPZ_URL", missing + "/imdb.npz")
     monkeypatch.setattr(data, "IMDB_WORD_INDEX_URL", missing + "/imdb_word_index.json")
-
-    def no_npm(cmd, **kwargs):
-        return subprocess.CompletedProcess(cmd, 1, "", "npm ERR! network unreachable")
-    monkeypatch.setattr(sources.subprocess, "run", no_npm)
-    provenance.DATA_SOURCES.clear()
-    yield cache, local
-    provenance.DATA_SOURCES.clear()
+    return offline_data
 
 
 # ---------------------------------------------------------------- tiny CIFAR-10

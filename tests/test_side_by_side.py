@@ -17,11 +17,12 @@ import envspec
 import pytest
 import side_by_side
 import tag_steps
+from common import catalogue
 
 from conftest import ROOT, run_script
 
 REAL = sorted((ROOT / "notebooks").glob("*.ipynb"))
-TASK_SUFFIX = {t: s for s, t in tag_steps.TASKS.items()}
+TASK_SUFFIX = {t: s for s, t in catalogue.TASK_OF_SUFFIX.items()}
 MIN_COLUMNS = 3
 
 
@@ -41,7 +42,7 @@ def fake_notebook(prefix, task):
                 "outputs": [], "source": text}
     cells = [md(f"# {prefix}: fabricated\n\nA **made-up** notebook for the tests."),
              md("## Parameters"), code('PROFILE = "cpu"\nRECORD_DIR = None', ["parameters"])]
-    for title, tag, _ in tag_steps.STEPS[task]:
+    for title, tag, _ in catalogue.STEPS[task]:
         cells += [md(f"## {title}\n\nWhat `{prefix}` does here."), code(f'print("{prefix} {tag}")')]
     return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
@@ -212,7 +213,7 @@ def test_untagged_notebook_is_an_error(tmp_path):
 def test_page_has_every_framework_and_step(site, task):
     text = (site["out"] / f"{task}.html").read_text()
     cells, columns = Cells(text), site["columns"][task]
-    steps = [tag for _, tag, _ in tag_steps.STEPS[task]]
+    steps = [tag for _, tag, _ in catalogue.STEPS[task]]
     assert [fw for row, fw, _ in cells.cells if row == "head"] == columns
     assert cells.grid() >= {(s, fw) for s in steps for fw in columns}
     assert columns[0] == "PyTorch" or "PyTorch" not in columns
@@ -268,7 +269,7 @@ def test_chromium_shows_just_the_two_chosen_frameworks(site, task):
     cells = dump_dom(site["out"] / f"{task}.html", "#" + ",".join(chosen))
     assert cells.body.get("data-shown") == ",".join(chosen), "the page's script ran"
     assert [fw for row, fw, _ in cells.cells if row == "head"] == columns
-    steps = [tag for _, tag, _ in tag_steps.STEPS[task]]
+    steps = [tag for _, tag, _ in catalogue.STEPS[task]]
     assert cells.grid() >= {(s, fw) for s in steps for fw in columns}
     visible = {(row, fw) for row, fw, hidden in cells.cells if not hidden}
     assert {fw for _, fw in visible} == set(chosen)

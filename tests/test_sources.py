@@ -16,17 +16,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """A fresh cache and local data folder; `npm pack` refused unless a test fakes it."""
-    cache, local = tmp_path / "cache", tmp_path / "local"
-    local.mkdir()
-    monkeypatch.setenv("ROSETTA_CACHE", str(cache))
-    monkeypatch.setenv("ROSETTA_DATA_DIR", str(local))
-
+def env(offline_data, monkeypatch):
+    """offline_data (conftest.py), with `npm pack` an error unless a test fakes it."""
     def no_npm(*args, **kwargs):
         raise AssertionError("npm must not run here")
     monkeypatch.setattr(sources.subprocess, "run", no_npm)
-    return cache, local
+    return offline_data
 
 
 def sha256(data):
