@@ -15,21 +15,31 @@ MODEL_NAMES = OrderedDict([("cnn", "CNN"), ("rnn", "GRU"), ("inference", "ResNet
 HEADLINE_SECONDS = {"cnn": "train_seconds", "rnn": "train_seconds", "inference": "inference_seconds"}
 
 # (section heading, step tag, what the step is) in notebook order, per task. A code cell carries
-# the tag "step:<tag>" of the section it is in (scripts/tag_steps.py writes them).
+# the tag "step:<tag>" of the section it is in (scripts/tag_steps.py writes them). What is true of
+# every framework is said here, once; the side-by-side pages show it above each step.
 STEP_PREFIX = "step:"
-_TRAINING = [
-    ("Set-up", "setup", "Imports, the run record, seeds, thread count and device."),
-    ("Data", "data", "The shared arrays from `common`, in the layout the framework wants."),
-    ("Model", "model", "The network, its initialisation and its parameter count."),
-    ("Loss and optimizer", "loss-optimizer", "The loss (softmax inside it) and the optimizer."),
-    ("Train", "train", "The timed training loop over mini-batches."),
-    ("Evaluate", "evaluate", "A timed, gradient-free pass over the test set, with dropout off."),
-    ("Fidelity", "fidelity", "The shared weights loaded; outputs and one optimizer step checked against the NumPy reference."),
-    ("Record", "record", "The result record: metrics, parameters, versions, device."),
-]
+
+
+def _training(model, batch, optimizer):
+    return [
+        ("Set-up", "setup", "Imports, the run record, seeds, thread count and device."),
+        ("Data", "data", "The shared arrays from `common`, in the layout the framework wants."),
+        ("Model", "model", model),
+        ("Loss and optimizer", "loss-optimizer", "The loss (softmax inside it) and the optimizer."),
+        ("Train", "train", "The timed training loop over mini-batches."),
+        ("Evaluate", "evaluate", "A timed, gradient-free pass over the test set, with dropout off."),
+        ("Fidelity", "fidelity",
+         "The shared, seeded weights of `common.reference` go into this model, which must then match the "
+         "NumPy float64 reference on %s, before and after one %s step from a fresh optimizer, with "
+         "dropout off." % (batch, optimizer)),
+        ("Record", "record", "The result record: metrics, the parameters the framework chose, versions, device."),
+    ]
+
+
 STEPS = {
-    "cnn": _TRAINING,
-    "rnn": _TRAINING,
+    "cnn": _training("The network, its initialisation and its parameter count. In every framework ReLU "
+                     "comes after max-pooling: equivalent, and four times cheaper.", "16 real test images", "SGD"),
+    "rnn": _training("The network, its initialisation and its parameter count.", "8 real test reviews", "Adam"),
     "inference": [
         ("Set-up", "setup", "Imports, the run record, seeds, thread count and device."),
         ("Data", "data", "The shared images from `common`, in the layout the framework wants."),
@@ -38,9 +48,17 @@ STEPS = {
          "Two real photographs classified, to prove the weights were loaded right."),
         ("Feature extraction", "extract-features",
          "The timed pass: 2048 pooled features per image, and back to NumPy."),
-        ("Fidelity", "fidelity", "The 2048 features of the two photographs checked against the NumPy reference."),
-        ("Record", "record", "The result record: metrics, parameters, versions, device."),
+        ("Fidelity", "fidelity", "The model already holds the shared ImageNet weights (loaded in Model); its "
+                                 "2048 features of the two photographs must match the NumPy float64 reference "
+                                 "ResNet-50 of `common.reference`."),
+        ("Record", "record", "The result record: metrics, the parameters the framework chose, versions, device."),
     ],
+}
+# The header every notebook opens with, under its title: these fields, in this order, one bullet each.
+HEADER_FIELDS = {
+    "cnn": ("API", "Execution", "Layout", "On the CPU / a GPU", "Model", "Needs"),
+    "rnn": ("API", "Execution", "Layout", "On the CPU / a GPU", "Model", "Needs"),
+    "inference": ("API", "Execution", "Layout", "On the CPU / a GPU", "Needs"),
 }
 UNTAGGED_SECTIONS = ("Parameters",)  # first in every notebook, the same everywhere: nothing to translate
 UNTIMED_STEPS = ("photo-check", "fidelity", "record")  # checks and the record: outside every timed block

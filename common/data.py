@@ -99,18 +99,6 @@ def _local(filename, build):
     return attempt
 
 
-def _replace_dir(work, dest):
-    """Move a finished folder into place (a concurrent builder's identical result may win)."""
-    os.chmod(work, 0o755)  # mkdtemp made it private
-    sources.remove(dest)
-    try:
-        os.rename(work, dest)
-    except OSError:
-        if not os.path.isdir(dest):
-            raise
-        sources.remove(work)
-
-
 # ---------------------------------------------------------------- CIFAR-10
 
 def verify_cifar_dir(folder, names=None):
@@ -139,7 +127,7 @@ def _install_cifar(work, source, checksum=None):
         origin = {"source": source, "checksum": checksum or proof, "batches_md5_verified": True}
         with open(os.path.join(work, "source.json"), "w") as f:
             json.dump(origin, f)
-        _replace_dir(work, sources.cache_path(CIFAR_DIR))
+        sources.move_into_place(work, sources.cache_path(CIFAR_DIR))
     finally:
         sources.remove(work)
     return origin

@@ -351,33 +351,18 @@ def _cache_files():
 
 
 def _save_cache(weights, labels, origin):
-    """Write weights.npz and its sidecar into a fresh folder, then move that into place."""
-    folder, _, _ = _cache_files()
-    work = sources.cache_tempdir(".resnet50-")
-    try:
-        npz = os.path.join(work, "weights.npz")
-        arrays = collections.OrderedDict()
-        arrays["_names"] = np.array(["%s/%s" % (layer, param) for layer in weights for param in weights[layer]])
-        if labels:
-            arrays["_labels"] = np.array(labels)
-        for layer, params in weights.items():
-            for param, array in params.items():
-                arrays["%s/%s" % (layer, param)] = array
-        with open(npz, "wb") as f:
-            np.savez(f, **arrays)
-        meta = dict(origin)
-        meta.update({"format": CACHE_FORMAT, "sha256": sources.sha256sum(npz)})
-        with open(npz + ".json", "w") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
-        os.chmod(work, 0o755)  # mkdtemp made it private
-        sources.remove(folder)
-        try:
-            os.rename(work, folder)
-        except OSError:  # a concurrent builder got there first with the same content
-            if not os.path.isdir(folder):
-                raise
-    finally:
-        sources.remove(work)
+    """Write weights.npz and its sidecar (the origin, CACHE_FORMAT and the sha256) into the cache."""
+    folder, npz, _ = _cache_files()
+    arrays = collections.OrderedDict()
+    arrays["_names"] = np.array(["%s/%s" % (layer, param) for layer in weights for param in weights[layer]])
+    if labels:
+        arrays["_labels"] = np.array(labels)
+    for layer, params in weights.items():
+        for param, array in params.items():
+            arrays["%s/%s" % (layer, param)] = array
+    if not os.path.isdir(folder):
+        os.makedirs(folder, exist_ok=True)
+    sources.write_with_sidecar(npz, lambda f: np.savez(f, **arrays), dict(origin, format=CACHE_FORMAT))
 
 
 def _read_npz(npz):

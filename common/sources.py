@@ -95,6 +95,19 @@ def remove(path):
         os.remove(path)
 
 
+def move_into_place(work, dest):
+    """Move a folder finished in `work` (a private mkdtemp folder on dest's file system) to `dest`,
+    replacing what was there; where a concurrent builder's result got there first, keep that one."""
+    os.chmod(work, 0o755)  # mkdtemp made it private
+    remove(dest)
+    try:
+        os.rename(work, dest)
+    except OSError:
+        if not os.path.isdir(dest):
+            raise
+        remove(work)
+
+
 def say(message):
     """One line to stdout, flushed so that it shows at once in notebooks."""
     print(message)
@@ -396,9 +409,7 @@ def safe_extract(tar_path, dest):
                 tar.extractall(work, members, filter="data")
             else:
                 tar.extractall(work, members)
-        os.chmod(work, 0o755)  # mkdtemp made it private
-        remove(dest)
-        os.rename(work, dest)
+        move_into_place(work, dest)
     except BaseException:
         remove(work)
         raise

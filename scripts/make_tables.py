@@ -353,9 +353,21 @@ def render(records, rows, roofline=None, notes=None):
             listed.add(tag)
             example = next(r for keyed in (best, unrun) for k, r in keyed.items() if k[2] == col)
             runs = [machine_rates(r) for k, r in best.items() if machine(k[2]) == machine(col)]
-            out.append(hardware_line(tag, col, example, peaks[col], runs))
+            out.append(hardware_line(tag, col, example, peaks[col], runs)
+                       + completeness([c for c in hardware if machine(c) == machine(col)], best, len(rows), hardware))
         out.append("")
     return "\n".join(out)
+
+
+def completeness(cols, best, n_rows, hardware):
+    """"; `cpu`: all 42 notebooks" (or "30 of 42"): how complete each of a machine's columns is."""
+    total = n_rows * len(TASK_TITLES)
+    parts = []
+    for col in cols:
+        done = sum(1 for k in best if k[2] == col)
+        parts.append("%s: %s notebooks" % (short_label(col, hardware).rsplit(" on ", 1)[0],
+                                           "all %d" % total if done >= total else "%d of %d" % (done, total)))
+    return "; " + ", ".join(parts) if parts else ""
 
 
 def caption(task, shares, rates_measured, threads_tried=False):

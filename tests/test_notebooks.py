@@ -41,7 +41,15 @@ def test_source_notebook_is_clean_and_structured(nb):
     assert "PROFILE" in "".join(tagged[0]["source"])
     headings = [line[3:].strip() for c in data["cells"] if c["cell_type"] == "markdown"
                 for line in "".join(c["source"]).splitlines() if line.startswith("## ")]
-    assert headings == catalogue.sections(catalogue.task_of(nb))
+    task = catalogue.task_of(nb)
+    assert headings == catalogue.sections(task)
+    # a fixed header: the title, then the task's fields in order, one bullet each
+    header = "".join(data["cells"][0]["source"])
+    fields = re.findall(r"^- \*\*(.+?):\*\*", header, re.M)
+    assert header.startswith("# ") and fields == list(catalogue.HEADER_FIELDS[task]), fields
+    # measured timings belong in results/TUNING.md, not in a notebook's text
+    prose = "\n".join("".join(c["source"]) for c in data["cells"] if c["cell_type"] == "markdown")
+    assert not re.search(r"\b\d[\d,.]*(-\d[\d,.]*)? ?(ms|s per|GFLOP/s)\b", prose), "timings: results/TUNING.md"
     # one code cell per section, so that the same step can be set side by side across frameworks
     section, code_cells = None, {}
     for c in data["cells"]:

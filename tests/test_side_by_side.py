@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import envspec
+import nbformat
 import pytest
 import side_by_side
 import tag_steps
@@ -94,8 +95,10 @@ def site(tmp_path_factory):
         put_record(results / "full", second, task, "full", 3, accuracy=0.66)
         put_record(results / "cpu", third, task, "cpu", 3, status="failed")
         put_record(results / "cpu" / "synthetic", third, task, "cpu", 4, synthetic=True)
-        for folder, name in (("cpu", first), ("full", second)):
-            (results / folder / f"{name}.ipynb").write_text("{}")  # the executed notebooks
+        for folder, name in (("cpu", first), ("full", second)):  # the executed notebooks
+            executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+            executed.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="42 from %s\n" % name)]
+            nbformat.write(executed, str(results / folder / f"{name}.ipynb"))
         expect[task] = {"first": first, "second": second, "third": third}
     proc = run_script("side_by_side.py", "--notebooks", nb_dir, "--results", results, "--out", out)
     assert proc.returncode == 0, proc.stdout
@@ -236,6 +239,12 @@ def test_headers_show_the_latest_usable_record(site, task):
     assert "cpu profile" in first and "full profile" in second
     assert f'href="../cpu/{names["first"]}.ipynb"' in first
     assert f'href="../full/{names["second"]}.ipynb"' in second
+    for name, head in ((names["first"], first), (names["second"], second)):  # rendered for a browser
+        assert f'href="executed/{name}.html">executed notebook</a>' in head
+        page = (site["out"] / "executed" / f"{name}.html").read_text()
+        assert "42 from %s" % name in page and '<span class="nb">print</span>' in page
+        assert not re.search(r"<link|@import|url\(|src=\"http|<script src", page), "self-contained"
+    assert not (site["out"] / "executed" / f"{names['third']}.html").exists()
     assert "not run yet" in third and "executed notebook" not in third
     assert f'href="../../notebooks/{names["third"]}.ipynb"' in third
 

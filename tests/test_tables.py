@@ -303,6 +303,25 @@ def test_fraction_is_of_the_rate_measured_beside_the_run(tmp_path):
             "; measured by the runner before and after 3 of the runs: 150-300 GFLOP/s") in text
 
 
+def test_cells_name_the_threads_the_thread_rule_chose(tmp_path):
+    """A record the runner's thread rule probed says the count it ran with and how the others did."""
+    def probed(name, used, probe):
+        record(tmp_path, name + "_RNN", name, "rnn", train_seconds=30, test_accuracy=0.86,
+               device={"kind": "cpu", "name": "Test CPU 9000", "threads": used})
+        path = tmp_path / "cpu" / (name + "_RNN.json")
+        rec = json.loads(path.read_text())
+        rec["harness"] = {"thread_probe": probe}
+        records.write_json_atomic(str(path), rec)
+    probed("One", 1, {"1": 2.0, "2": 5.0})
+    probed("Two", 2, {"1": 3.0, "2": 2.0})
+    record(tmp_path, "Plain_RNN", "Plain", "rnn", train_seconds=30, test_accuracy=0.86)
+    rnn = section(make_tables.render(records.load_records(str(tmp_path)), ["One", "Plain", "Two"]), "### GRU on IMDB")
+    assert "| One | 86.0% in 30 s; 1 thread (probe: 2 threads took 2.5x as long) |" in rnn
+    assert "| Two | 86.0% in 30 s; 2 threads (probe: 1 thread took 1.5x as long) |" in rnn
+    assert "| Plain | 86.0% in 30 s |" in rnn
+    assert "the thread rule (the same for every framework)" in rnn.split("\n|")[0]
+
+
 def test_one_column_per_cpu_kind(tmp_path):
     """Two CPUs of one name but of different kinds (envinfo.cpu_id) get their own columns and
     hardware tags; records without a cpu_id (older ones) form their own; a GPU column is its GPU's,
