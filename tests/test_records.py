@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from common import envinfo, params, provenance, records, timing
+from common import envinfo, params, records, timing
+from common.datasets import provenance
 
 
 def test_validate_rejects_incomplete_records(tmp_path):

@@ -10,7 +10,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from common import data, images, provenance, resnet50, sources
+from common import images, resnet50
+from common.datasets import cifar10, provenance, resnet50_weights, sources
 
 REAL = os.environ.get("ROSETTA_REAL_DATA") == "1"
 
@@ -96,7 +97,7 @@ def env(offline_data):
 def tiny(monkeypatch):
     """Make the module accept the tiny package: its checksum, parameter count and shapes."""
     files = tiny_files()
-    monkeypatch.setattr(resnet50, "WEIGHTS_CONTENT_SHA256", content_sha256(files))
+    monkeypatch.setattr(resnet50_weights, "WEIGHTS_CONTENT_SHA256", content_sha256(files))
     monkeypatch.setattr(resnet50, "PARAMETERS", sum(a.size for _, a in tiny_tensors()))
     monkeypatch.setattr(resnet50, "RESNET_FEATURES", 3)
     monkeypatch.setattr(resnet50, "IMAGENET_CLASSES", 4)
@@ -105,7 +106,7 @@ def tiny(monkeypatch):
 
 
 def tarball_name():
-    return sources.npm_tarball_name(*resnet50.WEIGHTS_NPM[:2])
+    return sources.npm_tarball_name(*resnet50_weights.WEIGHTS_NPM[:2])
 
 
 # ---------------------------------------------------------------- the manifest parser
@@ -113,13 +114,13 @@ def tarball_name():
 def test_manifest_parser_reads_tensors_split_across_shards():
     files = tiny_files()
     model = json.loads(files["ResNet50/model.json"].decode("utf-8"))
-    tensors = resnet50.parse_weights_manifest(model, reader(files))
+    tensors = resnet50_weights.parse_weights_manifest(model, reader(files))
     expected = tiny_tensors()
     assert list(tensors) == [n for n, _ in expected]
     for name, array in expected:
         assert tensors[name].dtype == np.float32 and tensors[name].shape == array.shape
         np.testing.assert_array_equal(tensors[name], array)
-    layers = resnet50.group_by_layer(tensors, ["fc1000", "conv"])
+    layers = resnet50_weights.group_by_layer(tensors, ["fc1000", "conv"])
     assert list(layers) == ["fc1000", "conv"]
     assert list(layers["conv"]) == ["kernel", "bias"]
     np.testing.assert_array_equal(layers["conv"]["kernel"], expected[1][1])
@@ -132,7 +133,7 @@ def test_manifest_parser_rejects_shards_of_the_wrong_size(change):
     files["ResNet50/group1-shard2of2.bin"] = shard[:-1] if change == "short" else shard + b"\0\0\0\0"
     model = json.loads(files["ResNet50/model.json"].decode("utf-8"))
     with pytest.raises(ValueError, match="group1-shard1of2.bin"):
-        resnet50.parse_weights_manifest(model, reader(files))
+        resnet50_weights.parse_weights_manifest(model, reader(files))
 
 
 def test_manifest_parser_rejects_unknown_dtype_and_quantization():
@@ -141,7 +142,7 @@ def test_manifest_parser_rejects_unknown_dtype_and_quantization():
         model = json.loads(files["ResNet50/model.json"].decode("utf-8"))
         model["weightsManifest"][0]["weights"][0].update(change)
         with pytest.raises(ValueError, match="conv/bias"):
-            resnet50.parse_weights_manifest(model, reader(files))
+            resnet50_weights.parse_weights_manifest(model, reader(files))
 
 
 # ---------------------------------------------------------------- sources, checksums, cache
@@ -150,13 +151,13 @@ def test_tarball_with_wrong_sha256_is_rejected_and_every_source_is_listed(env, t
     cache, local = env
     write_tarball(local / tarball_name(), tiny)  # its sha256 is not the package's
     with pytest.raises(sources.FetchError) as err:
-        resnet50.load_resnet50_weights()
+        resnet50_weights.load_resnet50_weights()
     message = str(err.value)
     assert "sha256 mismatch" in message and tarball_name() in message
     assert "extracted package" in message and "npm" in message
     npz = os.path.join("resnet50-keras-imagenet", "weights.npz")
     assert "local resnet50-keras-imagenet/weights.npz: no %s in" % npz in message
-    assert not os.path.exists(str(cache / resnet50.CACHE_DIR))
+    assert not os.path.exists(str(cache / resnet50_weights.CACHE_DIR))
 
 
 def test_folder_with_wrong_content_is_rejected(env, tiny):
@@ -165,18 +166,18 @@ def test_folder_with_wrong_content_is_rejected(env, tiny):
     files["ResNet50/group2-shard1of1.bin"] = b"\1" + files["ResNet50/group2-shard1of1.bin"][1:]
     write_folder(local / "package", files)
     with pytest.raises(sources.FetchError, match="content sha256"):
-        resnet50.load_resnet50_weights()
+        resnet50_weights.load_resnet50_weights()
 
 
 def test_tarball_is_parsed_cached_and_reloaded(env, tiny, monkeypatch):
     cache, local = env
     sha = write_tarball(local / tarball_name(), tiny)
-    monkeypatch.setattr(resnet50, "WEIGHTS_NPM", resnet50.WEIGHTS_NPM[:2] + (sha,))
-    weights = resnet50.load_resnet50_weights()
+    monkeypatch.setattr(resnet50_weights, "WEIGHTS_NPM", resnet50_weights.WEIGHTS_NPM[:2] + (sha,))
+    weights = resnet50_weights.load_resnet50_weights()
     assert list(weights) == ["fc1000", "conv"]  # the topology's order
     assert provenance.DATA_SOURCES["resnet50_weights"]["checksum"] == "sha256:" + sha
     os.remove(str(local / tarball_name()))  # from now on only the cache can answer
-    again = resnet50.load_resnet50_weights()
+    again = resnet50_weights.load_resnet50_weights()
     assert provenance.DATA_SOURCES["resnet50_weights"]["source"] == "cache"
     assert provenance.DATA_SOURCES["resnet50_weights"]["built_from"].startswith("local:")
     assert list(again) == list(weights)
@@ -185,21 +186,21 @@ def test_tarball_is_parsed_cached_and_reloaded(env, tiny, monkeypatch):
         for param in weights[layer]:
             np.testing.assert_array_equal(again[layer][param], weights[layer][param])
     # a corrupt cache is detected, deleted and (with no source left) reported
-    npz = cache / resnet50.CACHE_DIR / "weights.npz"
+    npz = cache / resnet50_weights.CACHE_DIR / "weights.npz"
     with open(str(npz), "r+b") as f:
         f.seek(100)
         f.write(b"corrupt")
     with pytest.raises(sources.FetchError):
-        resnet50.load_resnet50_weights()
+        resnet50_weights.load_resnet50_weights()
     assert not npz.exists()
 
 
 def test_corrupt_weights_in_a_read_only_cache_say_so(env, tiny, monkeypatch):
     cache, local = env
     sha = write_tarball(local / tarball_name(), tiny)
-    monkeypatch.setattr(resnet50, "WEIGHTS_NPM", resnet50.WEIGHTS_NPM[:2] + (sha,))
-    resnet50.load_resnet50_weights()
-    npz = cache / resnet50.CACHE_DIR / "weights.npz"
+    monkeypatch.setattr(resnet50_weights, "WEIGHTS_NPM", resnet50_weights.WEIGHTS_NPM[:2] + (sha,))
+    resnet50_weights.load_resnet50_weights()
+    npz = cache / resnet50_weights.CACHE_DIR / "weights.npz"
     with open(str(npz), "r+b") as f:
         f.seek(100)
         f.write(b"corrupt")
@@ -208,7 +209,7 @@ def test_corrupt_weights_in_a_read_only_cache_say_so(env, tiny, monkeypatch):
         raise PermissionError(13, "Permission denied", path)
     monkeypatch.setattr(sources, "remove", read_only)
     with pytest.raises(sources.ChecksumError) as err:
-        resnet50.load_resnet50_weights()
+        resnet50_weights.load_resnet50_weights()
     message = str(err.value)
     assert message.startswith("sha256 mismatch for %s: expected " % npz), message
     assert "could not delete it (PermissionError: [Errno 13] Permission denied: '%s')" % npz in message
@@ -218,7 +219,7 @@ def test_corrupt_weights_in_a_read_only_cache_say_so(env, tiny, monkeypatch):
 def test_extracted_folder_is_a_source(env, tiny):
     cache, local = env
     write_folder(local / "package", tiny)
-    weights = resnet50.load_resnet50_weights()
+    weights = resnet50_weights.load_resnet50_weights()
     assert provenance.DATA_SOURCES["resnet50_weights"]["source"] == "local:" + str(local / "package")
     assert weights["conv"]["kernel"].shape == (1, 1, 2, 3)
 
@@ -240,8 +241,8 @@ def test_blocks_and_constants_add_up_to_the_keras_parameter_count():
 
 @pytest.mark.skipif(not REAL, reason="set ROSETTA_REAL_DATA=1 to load the real weights")
 def test_real_weights():
-    weights = resnet50.load_resnet50_weights()
-    assert resnet50.parameter_count(weights) == 25636712
+    weights = resnet50_weights.load_resnet50_weights()
+    assert resnet50_weights.parameter_count(weights) == 25636712
     assert weights["conv1"]["kernel"].shape == (7, 7, 3, 64)
     assert weights["fc1000"]["kernel"].shape == (2048, 1000)
     assert weights["res3a_branch2a"]["kernel"].shape == (1, 1, 256, 128)
@@ -249,15 +250,15 @@ def test_real_weights():
     assert all(a.dtype == np.float32 for params in weights.values() for a in params.values())
     facts = provenance.DATA_SOURCES["resnet50_weights"]["architecture"]
     assert facts["bn_epsilon"] == 1e-3 and facts["conv1_padding"] == 3 and facts["pool1_padding"] == 1
-    assert resnet50.imagenet_labels()[285] == "Egyptian_cat"
+    assert resnet50_weights.imagenet_labels()[285] == "Egyptian_cat"
     # the constants that prove a weights.npz outside the cache (an export)
-    assert resnet50.arrays_sha256(weights) == resnet50.WEIGHTS_ARRAYS_SHA256
-    assert resnet50.labels_sha256(resnet50.imagenet_labels()) == resnet50.LABELS_LIST_SHA256
+    assert resnet50_weights.arrays_sha256(weights) == resnet50_weights.WEIGHTS_ARRAYS_SHA256
+    assert resnet50_weights.labels_sha256(resnet50_weights.imagenet_labels()) == resnet50_weights.LABELS_LIST_SHA256
 
 
 @pytest.mark.skipif(not REAL, reason="set ROSETTA_REAL_DATA=1 to read the real model.json")
 def test_check_architecture_notices_a_different_epsilon():
-    path = sources.npm_pack(*resnet50.WEIGHTS_NPM)
+    path = sources.npm_pack(*resnet50_weights.WEIGHTS_NPM)
     raw = dict(sources.iter_tar_files(path, ["package/ResNet50/model.json"]))["package/ResNet50/model.json"]
     model = json.loads(raw.decode("utf-8"))
     assert resnet50.check_architecture(model)["bn_epsilon"] == 1e-3
@@ -281,7 +282,7 @@ def test_inference_images_from_cifar(monkeypatch, channel_first):
     rgb = np.zeros((3, 32, 32, 3), dtype=np.uint8)
     rgb[...] = [10, 20, 30]
     rgb[2, :, :, 0] = 250  # image 2: red everywhere
-    monkeypatch.setattr(data, "cifar_uint8_test",
+    monkeypatch.setattr(cifar10, "cifar_uint8_test",
                         lambda limit=None, synthetic=False: (rgb[:limit], np.zeros(limit, dtype=np.int32)))
     out = images.inference_images(3, channel_first=channel_first)
     assert out.dtype == np.float32

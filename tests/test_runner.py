@@ -21,7 +21,7 @@ from conftest import ROOT, read_json, run_script
 
 OK_CELL = """
 import common
-common.provenance.note_source("test", "synthetic", synthetic=True)
+common.datasets.provenance.note_source("test", "synthetic", synthetic=True)
 run = common.start_run(NAME, "PyTorch", TASK, PROFILE, RECORD_DIR)
 run.finish(metrics={"train_seconds": 1.0, "test_accuracy": 0.5}, params={}, versions={})
 """
@@ -103,7 +103,7 @@ def test_failure_is_isolated_recorded_and_resumed(folder):
 
 THREADED_CELL = """
 import common
-common.provenance.note_source("test", "synthetic", synthetic=True)
+common.datasets.provenance.note_source("test", "synthetic", synthetic=True)
 run = common.start_run(NAME, "PyTorch", TASK, PROFILE, RECORD_DIR)
 seconds = SECONDS[common.envinfo.threads()] / (10 if PROFILE == "probe" else 1)
 run.finish(metrics={"train_seconds": seconds, "test_accuracy": 0.5}, params={}, versions={})

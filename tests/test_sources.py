@@ -1,4 +1,4 @@
-"""common.sources: checksums, atomic downloads, npm tarballs, safe tar extraction, FetchError."""
+"""common.datasets.sources: checksums, atomic downloads, npm tarballs, safe tar extraction, FetchError."""
 import hashlib
 import io
 import json
@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 import envspec
-from common import sources
+from common.datasets import sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -287,7 +287,7 @@ def test_safe_extract_refuses_escapes_and_links(tmp_path, entry, why):
 # the extraction folder's parent, `c` its grandparent and `d` the folder above that.
 CHAIN_SCRIPT = """
 import io, json, os, sys, tarfile
-from common import sources
+from common.datasets import sources
 base = sys.argv[1]
 tar_path = os.path.join(base, "chain.tar")
 with tarfile.open(tar_path, "w") as tar:

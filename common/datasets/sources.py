@@ -424,3 +424,28 @@ def iter_tar_files(tar_path, wanted):
         for member in tar:
             if member.name in wanted and member.isfile():
                 yield member.name, tar.extractfile(member).read()
+
+
+# ---------------------------------------------------------------- published facts, local attempts
+
+def check_facts(dataset, expected, actual):
+    """Raise ValueError listing every fact in `expected` that `actual` does not match."""
+    wrong = []
+    for key in sorted(expected):
+        want, got = expected[key], actual.get(key)
+        if isinstance(want, float):
+            ok = got is not None and abs(float(got) - want) < 1e-5
+        else:
+            ok = want == got
+        if not ok:
+            wrong.append("%s: expected %r, got %r" % (key, want, got))
+    if wrong:
+        raise ValueError("%s does not match its published facts (docs/DATA.md): %s" % (dataset, "; ".join(wrong)))
+
+
+def local_attempt(filename, build):
+    """A source attempt: `build(path, "local:" + path)` for `filename` in a local data folder."""
+    def attempt():
+        path = require_local(filename)
+        return build(path, "local:" + path)
+    return attempt
