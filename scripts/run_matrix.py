@@ -71,8 +71,9 @@ by default every run computes in strict float32; records go to results/<profile>
 
 --amp sets the notebooks' MIXED_PRECISION parameter (float32 weights, float16 or bfloat16 products, as
 each notebook chooses and records); records go to results/<profile>-amp/<machine>/ and form their
-own table column. Every notebook declares MIXED_PRECISION; those whose steps (code cells tagged step:...,
-the parameters cell aside) do not use it have no mixed-precision path: they are listed and left out.
+own table column. Every notebook declares MIXED_PRECISION; those not in
+common.precision.MIXED_PRECISION_NOTEBOOKS (the notebooks whose steps use it, as
+tests/test_notebooks.py checks) have no mixed-precision path: they are listed and left out.
 """
 import argparse
 import contextlib
@@ -307,17 +308,6 @@ def kernel_with_threads(spec, env_name, threads, jupyter_dirs, into):
     folder.mkdir(parents=True)
     (folder / "kernel.json").write_text(json.dumps(kernel, indent=1))
     return folder.name
-
-
-def has_mixed_precision_path(nb_path):
-    """Whether a step of the notebook (a code cell tagged step:...) uses MIXED_PRECISION; the
-    parameters cell, where every notebook declares it, and untagged cells do not count."""
-    for cell in json.loads(Path(nb_path).read_text())["cells"]:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if (cell["cell_type"] == "code" and "parameters" not in tags and any(t.startswith(catalogue.STEP_PREFIX) for t in tags)
-                and re.search(r"\bMIXED_PRECISION\b", "".join(cell["source"]))):
-            return True
-    return False
 
 
 def setup_command(spec, env_name):
@@ -737,7 +727,7 @@ def main(argv=None):
     items = [i for i in items if (not args.frameworks or i[1] in args.frameworks)
              and (not args.tasks or i[2] in args.tasks)]
     if args.amp:
-        without = [i[0].stem for i in items if not has_mixed_precision_path(i[0])]
+        without = [i[0].stem for i in items if i[0].stem not in precision.MIXED_PRECISION_NOTEBOOKS]
         if without:
             print("No mixed-precision path (left out): " + ", ".join(without), flush=True)
         items = [i for i in items if i[0].stem not in without]

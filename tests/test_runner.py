@@ -178,30 +178,13 @@ def test_amp_runs_only_notebooks_with_a_mixed_precision_path(tmp_path):
     amp_cell = OK_CELL.replace("params={}", "params={'mixed_precision': MIXED_PRECISION}")
     notebook(nbs / "PyTorch_CNN.ipynb", amp_cell, "PyTorch_CNN", "cnn")
     declare_mixed_precision(nbs / "PyTorch_CNN.ipynb", "step:record")
-    notebook(nbs / "PyTorch_RNN.ipynb", amp_cell, "PyTorch_RNN", "rnn")
-    declare_mixed_precision(nbs / "PyTorch_RNN.ipynb", None)  # used, but in no step
+    notebook(nbs / "Tensorflow_RNN.ipynb", amp_cell, "Tensorflow_RNN", "rnn")  # not in common.precision's list
+    declare_mixed_precision(nbs / "Tensorflow_RNN.ipynb", "step:record")
     proc = run(nbs, out, "--amp")
     assert proc.returncode == 0, proc.stdout
-    assert "No mixed-precision path (left out): PyTorch_RNN" in proc.stdout
+    assert "No mixed-precision path (left out): Tensorflow_RNN" in proc.stdout
     assert read_json(out / "PyTorch_CNN.json")["params"]["mixed_precision"] is True
-    assert not (out / "PyTorch_RNN.json").exists()
-
-
-def test_mixed_precision_path_is_a_step_using_it(tmp_path):
-    import run_matrix
-    path = tmp_path / "PyTorch_CNN.ipynb"
-    notebook(path, "x = 1", "PyTorch_CNN", "cnn")
-    declare_mixed_precision(path, "step:model")
-    assert not run_matrix.has_mixed_precision_path(path), "declared in the parameters cell only"
-    nb = nbformat.read(str(path), as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell("print(MIXED_PRECISION)"))
-    nb.cells.append(nbformat.v4.new_markdown_cell("`MIXED_PRECISION` in prose"))
-    nb.cells[-1].metadata["tags"] = ["step:model"]
-    nbformat.write(nb, str(path))
-    assert not run_matrix.has_mixed_precision_path(path), "untagged code and markdown do not count"
-    nb.cells[2].source = "if MIXED_PRECISION:\n    x = 2"
-    nbformat.write(nb, str(path))
-    assert run_matrix.has_mixed_precision_path(path)
+    assert not (out / "Tensorflow_RNN.json").exists()
 
 
 def test_tf32_needs_a_gpu_and_a_path(folder, tmp_path):
