@@ -391,7 +391,7 @@ def caption(task, shares, rates_measured, threads_tried=False):
                  "(cuDNN, PyTorch, Keras 3) or before it (Keras 2's default), and the bias vectors per gate")
     if threads_tried:
         text += ("; the thread rule (the same for every framework): each notebook's step was first timed "
-                 "on 20 batches with all the machine's threads and with one, and the run used the faster "
+                 "on a short probe with all the machine's threads and with one, and the run used the faster "
                  "count (all unless one was at least 5% faster); the cell names it and the probe's ratio")
     if rates_measured:
         text += ("; %s: the rates measured before and after the run differ by more than %.0f%% of the larger: "

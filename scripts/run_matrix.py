@@ -57,12 +57,12 @@ papermill starts.
 
 Threads (the thread rule, the same for every framework): a run grants every notebook the machine's
 threads (ROSETTA_THREADS, else the CPU's), and a notebook may use fewer where that is faster for its
-framework. On the CPU, each notebook of a task in FEWER_THREADS_TRIED (the GRU's: its products are
-small) first runs its probe profile (common.params: real data, 20 training batches) with all
-threads and with fewer, through a copy of the kernel whose thread variables say so, and then runs
-with the count whose probe step was fastest (all threads unless fewer were PROBE_MARGIN faster);
-its record names the count (device.threads) and the probe's times (harness.thread_probe).
---threads N... probes those counts on any task. The smoke profile probes none.
+framework. On the CPU, each notebook first runs its probe profile (common.params: real data, 20
+training batches or 2 batches of images) with all threads and with FEWER_THREADS_TRIED, through a
+copy of the kernel whose thread variables say so, and then runs with the count whose probe step
+was fastest (all threads unless fewer were PROBE_MARGIN faster); its record names the count
+(device.threads) and the probe's times (harness.thread_probe). An ok record without a probe where
+the rule asks for one runs again. --threads N... probes other counts. The smoke profile probes none.
 
 --tf32 sets the TF32 parameter of the notebooks that have one (common.precision.TF32_NOTEBOOKS):
 TF32 matrix products and convolutions on an NVIDIA GPU, through each framework's own switch, where
@@ -179,15 +179,14 @@ from common import catalogue, envinfo, precision, records  # noqa: E402
 # papermill's own bookkeeping lines, left out of the streamed output
 NOISE = re.compile(r"^(Executing|Ending) Cell \d+-*$|^(Input|Output) Notebook:|^Executing notebook with kernel|^Executing:"
                    r"|^\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption")
-# The thread rule (the same for every framework). Every notebook may use all the threads the run
-# grants (N), or fewer where that is faster for its framework. Where a task's products are small
-# enough that sharing them between threads may cost more than it gains (the GRU: 64 x 100 per time
-# step), each notebook's probe profile (real data, 20 training batches) is timed with N threads and
-# with fewer, and the notebook runs with the count whose probe was fastest, N unless fewer were at
-# least PROBE_MARGIN faster; its record names the count (device.threads) and the probe's times
-# (harness.thread_probe). The CNN's and ResNet-50's products are large enough that N threads come out
-# ahead (results/TUNING.md).
-FEWER_THREADS_TRIED = {"rnn": (1,)}
+# The thread rule (the same for every framework and task). Every notebook may use all the threads
+# the run grants (N), or fewer where that is faster for its framework: each notebook's probe profile
+# (real data, 20 training batches or 2 batches of images) is timed with N threads and with one, and
+# the notebook runs with the count whose probe was fastest, N unless fewer were at least
+# PROBE_MARGIN faster; its record names the count (device.threads) and the probe's times
+# (harness.thread_probe). (A framework whose steps are many small operations can lose more waiting
+# for a second thread than it gains: results/TUNING.md.)
+FEWER_THREADS_TRIED = (1,)
 PROBE, PROBE_MARGIN = "probe", 0.05
 NOTEBOOK_NAME = re.compile(r"^(?P<framework>.+)_(?P<task>%s)$" % "|".join(catalogue.TASK_OF_SUFFIX))
 LOCK_FILE = ".runner.lock"
@@ -235,7 +234,7 @@ def measured_here(rec):
     return dev.get("name") in [g["name"] for g in envinfo.nvidia_gpus()]
 
 
-def resume_decision(record_path, notebooks_dir, skip_reason=None):
+def resume_decision(record_path, notebooks_dir, skip_reason=None, probe_wanted=False):
     """(skip, why) for a notebook whose output folder may hold a record: an `ok` record is kept,
     unless the code of its notebook's timed steps has changed since (then it runs again); a
     `skipped` one while its reason is still `skip_reason` (why the notebook cannot run here now,
@@ -259,6 +258,8 @@ def resume_decision(record_path, notebooks_dir, skip_reason=None):
         if skip_reason is None:
             return False, "its skipped record's reason no longer holds: running it"
         return rec["error"] == skip_reason, None
+    if probe_wanted and not (rec.get("harness") or {}).get("thread_probe"):
+        return False, "running again: the thread rule's probe did not choose its thread count"
     steps = stale_records.record_changes(record_path, notebooks_dir)
     if steps:
         return False, "running again: %s changed since its record" % ", ".join(
@@ -274,7 +275,7 @@ def thread_trials(task, device, profile, chosen=None):
     if device == "gpu" or not (chosen or profile != "smoke"):
         return [None]
     most = envspec.thread_count()
-    return [most] + sorted({t for t in (chosen or FEWER_THREADS_TRIED.get(task, ())) if t < most}, reverse=True)
+    return [most] + sorted({t for t in (chosen or FEWER_THREADS_TRIED) if t < most}, reverse=True)
 
 
 def probe_threads(item, args, spec, env, lock_fd):
@@ -770,8 +771,9 @@ def main(argv=None):
         for n, item in enumerate(items, 1):
             name = item[0].stem
             reason = skip_reasons[name]
+            probe_wanted = len(thread_trials(item[2], device, args.profile, args.threads)) > 1
             skip, why = (False, None) if args.force else resume_decision(Path(args.out) / (name + ".json"),
-                                                                          args.notebooks, reason)
+                                                                          args.notebooks, reason, probe_wanted)
             if skip:
                 print(f"[{n}/{len(items)}] {name}: {why or 'skipped already: ' + reason}", flush=True)
                 results[name] = "skipped"
