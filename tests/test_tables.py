@@ -316,10 +316,12 @@ def test_cells_name_the_threads_the_thread_rule_chose(tmp_path):
     probed("Two", 2, {"1": 3.0, "2": 2.0})
     record(tmp_path, "Plain_RNN", "Plain", "rnn", train_seconds=30, test_accuracy=0.86)
     rnn = section(make_tables.render(records.load_records(str(tmp_path)), ["One", "Plain", "Two"]), "### GRU on IMDB")
-    assert "| One | 86.0% in 30 s; 1 thread (probe: 2 threads took 2.5x as long) |" in rnn
-    assert "| Two | 86.0% in 30 s; 2 threads (probe: 1 thread took 1.5x as long) |" in rnn
-    assert "| Plain | 86.0% in 30 s |" in rnn
+    row = {line.split(" | ")[0]: line for line in rnn.splitlines() if line.startswith("| ")}
+    assert "| 86.0% in 30 s; 1 thread (probe: 2 threads took 2.5x as long) |" in row["| One"]
+    assert "| 86.0% in 30 s; 2 threads (probe: 1 thread took 1.5x as long) |" in row["| Two"]
+    assert "| 86.0% in 30 s |" in row["| Plain"]
     assert "the thread rule (the same for every framework)" in rnn.split("\n|")[0]
+    assert rnn.count("| `cpu` (1 epoch) on H1 |") == 1 and "on H2" not in rnn, "one column: the machine's 2 threads"
 
 
 def test_one_column_per_cpu_kind(tmp_path):
@@ -338,7 +340,7 @@ def test_one_column_per_cpu_kind(tmp_path):
     assert ("| Framework | `cpu` (1 epoch) on H1 | `cpu` (1 epoch) on H2 | `cpu` (1 epoch) on H3 "
             "| `cpu` (1 epoch) on H4 | Versions |") in cnn
     assert "| PyTorch | 63.0% in 400 s | 62.0% in 400 s | 61.0% in 400 s | 65.0% in 3 s |" in cnn
-    assert "- H1: Test CPU 9000, 2 threads, 23.4 GiB memory (CPU)\n" in text
+    assert "- H1: Test CPU 9000, 2 threads, 23.4 GiB memory (CPU); `cpu`: 1 of 3 notebooks\n" in text
     assert "- H2: Test CPU 9000, 2 threads, 23.4 GiB memory (CPU; AuthenticAMD family 26 model 2, avx2 fma avx512f)" in text
     assert "- H3: Test CPU 9000, 2 threads, 23.4 GiB memory (CPU; GenuineIntel family 6 model 207, avx2 amx_bf16)" in text
     assert "- H4: NVIDIA H100, 2 threads, 23.4 GiB memory (GPU)" in text and "- H5" not in text

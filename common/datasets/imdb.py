@@ -272,7 +272,7 @@ def read_imdb_cache_form(path):
 
 
 def _imdb_local_cache_form():
-    path = sources.requiresources.local_attempt(IMDB_CACHE)
+    path = sources.require_local(IMDB_CACHE)
     return read_imdb_cache_form(path) + (path,)
 
 
