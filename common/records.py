@@ -265,6 +265,13 @@ def device_name(kind):
     return gpus[0]["name"] if gpus else envinfo.cpu_model()
 
 
+def machine_threads(record):
+    """The threads the machine granted a run: the most its thread-rule probe tried (the run may
+    have used fewer: device.threads), else the record's own count."""
+    probe = (record.get("harness") or {}).get("thread_probe") or {}
+    return max(int(k) for k in probe) if probe else (record.get("device") or {}).get("threads")
+
+
 def publishable(record):
     """Whether the tables and side-by-side pages may show a record: an ok run on real data in a
     published profile (the one rule for both)."""

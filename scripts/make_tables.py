@@ -29,7 +29,8 @@ import envspec  # noqa: E402
 sys.path.insert(0, str(envspec.ROOT))
 from common.catalogue import HEADINGS, MODEL_NAMES, TASK_TITLES  # noqa: E402
 from common.flops import FLOPS_PER_IMAGE  # noqa: E402
-from common.records import PUBLISHED_PROFILES, RecordError, load_records, publishable, validate  # noqa: E402
+from common.records import (PUBLISHED_PROFILES, RecordError, load_records, machine_threads,  # noqa: E402
+                            publishable, validate)
 from roofline import RooflineError, entry_for as roofline_entry, load as load_roofline  # noqa: E402
 from stale_records import record_changes  # noqa: E402
 
@@ -71,12 +72,6 @@ def column_key(rec):
     return (rec["profile"], dev.get("kind", "cpu"), dev.get("name", "?"), machine_threads(rec),
             arithmetic(rec), cpu_kind(rec))
 
-
-def machine_threads(rec):
-    """The threads the machine granted the run: the most the thread rule's probe tried (a run may
-    have used fewer), else the record's own count."""
-    probe = thread_probe(rec)
-    return max(probe) if probe else rec.get("device", {}).get("threads")
 
 
 def machine(col):

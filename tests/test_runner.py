@@ -518,10 +518,12 @@ def test_gpu_picks_gpu_kernels_and_skips_what_it_cannot_run(tmp_path):
     assert proc.returncode == 0 and "kept its ok record" in proc.stdout, proc.stdout
     assert read_json(out / "Gluon_RNN.json") == kept_ok
 
-    notebook(nbs / "MXNet_CNN.ipynb", "print(MIXED_PRECISION)", "MXNet_CNN", "cnn")
-    declare_mixed_precision(nbs / "MXNet_CNN.ipynb", "step:model")
-    proc = runner(env, "--notebooks", nbs, "--results", results, "--frameworks", "MXNet", "--amp")
-    amp = read_json(results / "smoke-amp" / "nvidia-h200-1x" / "MXNet_CNN.json")  # in the GPU's --amp column
+    # Gluon_Inference has a mixed-precision path (common.precision), in the GPU's --amp column
+    notebook(nbs / "Gluon_Inference.ipynb", "print(MIXED_PRECISION)", "Gluon_Inference", "inference")
+    declare_mixed_precision(nbs / "Gluon_Inference.ipynb", "step:model")
+    proc = runner(env, "--notebooks", nbs, "--results", results, "--frameworks", "Gluon", "--tasks", "inference",
+                  "--amp")
+    amp = read_json(results / "smoke-amp" / "nvidia-h200-1x" / "Gluon_Inference.json")
     assert amp["status"] == "skipped" and amp["params"]["mixed_precision"] is True, proc.stdout
 
 
@@ -566,8 +568,9 @@ def test_committed_records_lie_in_their_machines_folder():
             "mixed_precision") else ""), path
         if dev["kind"] != "cpu":
             assert path.parts[1] == common.envinfo.machine_key(0, gpus=rec["environment"]["gpus"]), path
-        elif cpu_id:
-            assert path.parts[1] == common.envinfo.machine_key(dev["threads"], name=dev["name"], ident=cpu_id), path
+        elif cpu_id:  # the machine's threads, whatever count the run used (the thread rule)
+            threads = common.records.machine_threads(rec)
+            assert path.parts[1] == common.envinfo.machine_key(threads, name=dev["name"], ident=cpu_id), path
         else:
             name, threads = common.envinfo.machine_key(dev["threads"], name=dev["name"], ident={}).rsplit("-", 1)
             assert path.parts[1].startswith(name + "-") and path.parts[1].endswith("-" + threads), path
