@@ -258,18 +258,27 @@ def protocol_params(task, profile):
             "max_features": protocol.MAXFEATURES, "padding": protocol.PADDING}
 
 
-def device_name(kind):
+def device_name(kind, gpus=None):
     """A record's device name: the first NVIDIA GPU's as nvidia-smi names it on "cuda" (one name
-    for every framework, so that their runs share a table column), else the CPU's model name."""
-    gpus = envinfo.nvidia_gpus() if kind == "cuda" else []
-    return gpus[0]["name"] if gpus else envinfo.cpu_model()
+    for every framework, so that their runs share a table column; `gpus`: envinfo.nvidia_gpus(),
+    if already listed), else the CPU's model name."""
+    if kind == "cuda":
+        gpus = envinfo.nvidia_gpus() if gpus is None else gpus
+        if gpus:
+            return gpus[0]["name"]
+    return envinfo.cpu_model()
+
+
+def thread_probe(record):
+    """{threads: seconds} of the runner's thread-rule probe behind a record (empty: none)."""
+    return {int(k): v for k, v in ((record.get("harness") or {}).get("thread_probe") or {}).items()}
 
 
 def machine_threads(record):
     """The threads the machine granted a run: the most its thread-rule probe tried (the run may
     have used fewer: device.threads), else the record's own count."""
-    probe = (record.get("harness") or {}).get("thread_probe") or {}
-    return max(int(k) for k in probe) if probe else (record.get("device") or {}).get("threads")
+    probe = thread_probe(record)
+    return max(probe) if probe else (record.get("device") or {}).get("threads")
 
 
 def publishable(record):

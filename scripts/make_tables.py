@@ -30,7 +30,7 @@ sys.path.insert(0, str(envspec.ROOT))
 from common.catalogue import HEADINGS, MODEL_NAMES, TASK_TITLES  # noqa: E402
 from common.flops import FLOPS_PER_IMAGE  # noqa: E402
 from common.records import (PUBLISHED_PROFILES, RecordError, load_records, machine_threads,  # noqa: E402
-                            publishable, validate)
+                            publishable, thread_probe, validate)
 from roofline import RooflineError, entry_for as roofline_entry, load as load_roofline  # noqa: E402
 from stale_records import record_changes  # noqa: E402
 
@@ -183,12 +183,6 @@ def cell(rec, peak=None):
     if share:
         text += "; %.0f GFLOP/s, %.0f%% of %s" % share
     return text + thread_note(rec)
-
-
-def thread_probe(rec):
-    """{threads: seconds} of the runner's thread-rule probe for this record (empty: none)."""
-    probe = (rec.get("harness") or {}).get("thread_probe") or {}
-    return {int(k): v for k, v in probe.items()}
 
 
 def thread_note(rec):

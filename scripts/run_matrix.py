@@ -258,7 +258,7 @@ def resume_decision(record_path, notebooks_dir, skip_reason=None, probe_wanted=F
         if skip_reason is None:
             return False, "its skipped record's reason no longer holds: running it"
         return rec["error"] == skip_reason, None
-    if probe_wanted and not (rec.get("harness") or {}).get("thread_probe"):
+    if probe_wanted and not records.thread_probe(rec):
         return False, "running again: the thread rule's probe did not choose its thread count"
     steps = stale_records.record_changes(record_path, notebooks_dir)
     if steps:
@@ -286,7 +286,7 @@ def probe_threads(item, args, spec, env, lock_fd):
         return trials[0], None
     probe = {}
     for t in trials:
-        if run_one(item, args, spec, env, lock_fd, t, probe) != "ok":
+        if run_one(item, args, spec, env, lock_fd, t, timed_into=probe) != "ok":
             return None
     fewer = min(trials[1:], key=probe.get)
     chosen = fewer if probe[fewer] < (1 - PROBE_MARGIN) * probe[trials[0]] else trials[0]
@@ -348,8 +348,8 @@ def this_machine():
 
 def record_device(device, gpus):
     """The `device` of the records the runner writes itself (failed, skipped)."""
-    name = gpus[0]["name"] if device == "gpu" else envinfo.cpu_model()
-    return {"kind": "cuda" if device == "gpu" else "cpu", "name": name, "threads": envspec.thread_count()}
+    kind = "cuda" if device == "gpu" else "cpu"
+    return {"kind": kind, "name": records.device_name(kind, gpus), "threads": envspec.thread_count()}
 
 
 def placement(spec, prefix, device, gpus):
@@ -504,10 +504,10 @@ def clean_staging(out):
         shutil.rmtree(stage)
 
 
-def run_one(item, args, spec, env, lock_fd, threads=None, probe=None):
-    """Run the notebook with `threads` (default: all). `probe`: {threads: seconds} of the thread
-    rule's probes, which the record keeps; or a dict to put this run's timed seconds into, the
-    notebook then running its probe profile, with nothing moved into place."""
+def run_one(item, args, spec, env, lock_fd, threads=None, probe=None, timed_into=None):
+    """Run the notebook with `threads` (default: all); its record keeps `probe`, the thread rule's
+    {threads: seconds}. With `timed_into` (a dict) it is a probe instead: the notebook runs its probe
+    profile, its timed seconds go into timed_into[threads], and nothing is moved into place."""
     path, prefix, task, env_name, row = item
     out = Path(args.out)
     stage = out / (STAGING + path.stem)
@@ -525,18 +525,18 @@ def run_one(item, args, spec, env, lock_fd, threads=None, probe=None):
         kernel = kernel_with_threads(spec, env_name, threads, env["JUPYTER_PATH"].split(os.pathsep), stage / "jupyter")
         env = dict(env, JUPYTER_PATH=os.pathsep.join([str(stage / "jupyter"), env["JUPYTER_PATH"]]))
     try:
-        return run_staged(item, args, env, lock_fd, stage, kernel, threads, probe)
+        return run_staged(item, args, env, lock_fd, stage, kernel, threads, probe, timed_into)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def run_staged(item, args, env, lock_fd, stage, kernel, threads=None, probe=None):
+def run_staged(item, args, env, lock_fd, stage, kernel, threads=None, probe=None, timed_into=None):
     """Run the notebook into `stage` with `kernel`; move its executed notebook and ok record into
     place, or record the failure (see run_one for `probe`)."""
     path, prefix, task, env_name, row = item
     out = Path(args.out)
     staged_nb, staged_record = stage / path.name, stage / (path.stem + ".json")
-    probing = probe is not None and threads not in probe
+    probing = timed_into is not None
     rate_before = None if probing else machine_rate()
     if args.profile != "smoke" and not probing:
         warning = slow_machine_warning(rate_before)
@@ -579,7 +579,7 @@ def run_staged(item, args, env, lock_fd, stage, kernel, threads=None, probe=None
     if status != "ok":
         return write_failure(item, args, f"the notebook ran but wrote a {status!r} record", staged_nb)
     if probing:
-        probe[threads] = records.load_record(str(staged_record))["metrics"][catalogue.HEADLINE_SECONDS[task]]
+        timed_into[threads] = records.load_record(str(staged_record))["metrics"][catalogue.HEADLINE_SECONDS[task]]
         return "ok"
     add_harness_time(staged_record, time.time() - start, (rate_before, machine_rate()), probe)
     with uninterrupted():  # the notebook first: whoever sees the new record sees its notebook
@@ -709,8 +709,8 @@ def main(argv=None):
     ap.add_argument("--tf32", action="store_true",
                     help="TF32 (TF32=True) on an NVIDIA GPU in the notebooks that have it")
     ap.add_argument("--threads", type=int, nargs="+", metavar="N",
-                    help="on the CPU, also time each notebook with these fewer threads and keep the faster "
-                         "(default: the thread rule, FEWER_THREADS_TRIED)")
+                    help="on the CPU, probe each notebook with these fewer threads too and run it with the "
+                         "fastest count (default: the thread rule, FEWER_THREADS_TRIED)")
     ap.add_argument("--list", action="store_true", help="list the selected notebooks and stop")
     args = ap.parse_args(argv)
     device, gpus, key = this_machine()
