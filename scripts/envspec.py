@@ -135,18 +135,19 @@ def is_child():
     return bool(os.environ.get(CHILD))
 
 
-def run_json(script, args, env_name, python=None):
-    """Run `python script args` (by default the interpreter of environment `env_name`) with that
-    environment's kernel settings (threads as in every notebook) and CHILD set; return the JSON
-    object its last line of output prints, and the thread count it ran with."""
+def run_json(module, args, env_name, python=None):
+    """Run `python -m module args` in the repository's root (by default the interpreter of
+    environment `env_name`) with that environment's kernel settings (threads as in every notebook)
+    and CHILD set; return the JSON object its last line of output prints, and the thread count it
+    ran with."""
     spec = load_spec()
     python = Path(python or env_python(spec, env_name))
     if not python.exists():
-        raise FileNotFoundError("the %s environment is not built: python3 scripts/setup_env.py %s"
+        raise FileNotFoundError("the %s environment is not built: python3 -m scripts.setup_env %s"
                                 % (env_name, env_name))
     env = dict(os.environ, **kernel_env(spec, env_name))
     env[CHILD] = "1"
-    out = subprocess.run([str(python), str(script)] + [str(a) for a in args], env=env,
+    out = subprocess.run([str(python), "-m", module] + [str(a) for a in args], env=env, cwd=str(ROOT),
                          stdout=subprocess.PIPE, check=True, universal_newlines=True).stdout
     return json.loads(out.strip().splitlines()[-1]), int(env["ROSETTA_THREADS"])
 
@@ -360,8 +361,8 @@ def framework_table(spec):
 
 
 if __name__ == "__main__":
-    # `python3 scripts/envspec.py python ENV`: the interpreter of an environment (for make).
+    # `python3 -m scripts.envspec python ENV`: the interpreter of an environment (for make).
     if len(sys.argv) == 3 and sys.argv[1] == "python":
         print(env_python(load_spec(), sys.argv[2]))
     else:
-        sys.exit("usage: envspec.py python ENV")
+        sys.exit("usage: python3 -m scripts.envspec python ENV")

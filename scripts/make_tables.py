@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the README's result tables and the bar charts from result records.
 
-    python scripts/make_tables.py [--results results] [--readme README.md] [--check]
+    python -m scripts.make_tables [--results results] [--readme README.md] [--check]
 
 Only `ok` records measured on real data reach a table (smoke and synthetic runs never do). One
 column per profile and machine (CPU or GPU name, thread count, and the CPU's vendor, family, model
@@ -23,16 +23,13 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import envspec  # noqa: E402
-
-sys.path.insert(0, str(envspec.ROOT))
-from common.catalogue import HEADINGS, MODEL_NAMES, TASK_TITLES  # noqa: E402
-from common.flops import FLOPS_PER_IMAGE  # noqa: E402
-from common.records import (PUBLISHED_PROFILES, RecordError, load_records, machine_threads,  # noqa: E402
+from common.catalogue import HEADINGS, MODEL_NAMES, TASK_TITLES
+from common.flops import FLOPS_PER_IMAGE
+from common.records import (PUBLISHED_PROFILES, RecordError, load_records, machine_threads,
                             publishable, thread_probe, validate)
-from roofline import RooflineError, entry_for as roofline_entry, load as load_roofline  # noqa: E402
-from stale_records import record_changes  # noqa: E402
+from scripts import envspec
+from scripts.roofline import RooflineError, entry_for as roofline_entry, load as load_roofline
+from scripts.stale_records import record_changes
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -570,7 +567,7 @@ def main(argv=None):
                           render_fidelity(results / "fidelity.json", readme_rows(spec, records)), readme)
     if args.check:
         if new != text:
-            sys.exit(f"{readme} is stale: run scripts/make_tables.py")
+            sys.exit(f"{readme} is stale: run python -m scripts.make_tables")
         return 1 if problems else 0
     readme.write_text(new)
     plots = plot(records, results / "plots")

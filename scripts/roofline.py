@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure this machine's float32 matrix-multiply rate, the roof the tables compare against.
 
-    python scripts/roofline.py [--size 4096] [--repeats 7] [--out results/roofline.json]
+    python -m scripts.roofline [--size 4096] [--repeats 7] [--out results/roofline.json]
 
 Multiplies two square float32 matrices `repeats` times with numpy's BLAS (OpenBLAS), in a child
 process started with the same thread settings as every notebook kernel ([threads] in
@@ -18,13 +18,10 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import envspec  # noqa: E402
-
-sys.path.insert(0, str(envspec.ROOT))
-from common import envinfo  # noqa: E402
-from common.timing import time_runs  # noqa: E402
-from common.records import now, write_json_atomic  # noqa: E402
+from common import envinfo
+from common.records import now, write_json_atomic
+from common.timing import time_runs
+from scripts import envspec
 
 
 # The runner's reading of the machine's speed just before and after each notebook (rate_now): the
@@ -62,14 +59,23 @@ def hardware(threads):
             "gpus": [g["name"] for g in gpus]}
 
 
+def identified(cpu_id):
+    """Whether a cpu_id() reading names a CPU's kind (older entries and records have none)."""
+    return bool(cpu_id) and "family" in cpu_id
+
+
 def entry_for(data, name, threads, cpu_id=None):
     """The roofline file's entry (loaded as `data`) for this CPU name, thread count and cpu_id
-    (envinfo.cpu_id(): one model name may cover CPUs of different generations), or None. An entry
-    of the same CPU kind comes before one measured without a cpu_id."""
-    same = [m for m in data.get("machines", [])
-            if (m["hardware"]["name"], m["hardware"]["threads"]) == (name, threads)
-            and envinfo.same_cpu(m["hardware"].get("cpu_id"), cpu_id)]
-    return next((m for m in same if m["hardware"].get("cpu_id")), same[0] if same else None)
+    (envinfo.cpu_id(): one model name may cover CPUs of different generations), or None. A
+    reading with a cpu_id takes only an entry of the same CPU kind, one without (older records)
+    only an entry measured without one: an entry of unknown kind may be another generation's."""
+    for m in data.get("machines", []):
+        hw = m["hardware"]
+        if (hw["name"], hw["threads"]) != (name, threads) or identified(hw.get("cpu_id")) != identified(cpu_id):
+            continue
+        if not identified(cpu_id) or envinfo.same_cpu(hw["cpu_id"], cpu_id):
+            return m
+    return None
 
 
 class RooflineError(ValueError):
@@ -121,7 +127,7 @@ def update(path, entry):
 
 def measure_in_kernel_env(size, repeats):
     """measure() in a child process with the notebook kernels' thread settings: (result, threads)."""
-    return envspec.run_json(__file__, ["--size", size, "--repeats", repeats], "tools", python=sys.executable)
+    return envspec.run_json("scripts.roofline", ["--size", size, "--repeats", repeats], "tools", python=sys.executable)
 
 
 def rate_now(size=RATE_SIZE, repeats=RATE_REPEATS):

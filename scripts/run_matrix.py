@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Run notebooks through papermill, each with its environment's kernel, and collect result records.
 
-    python scripts/run_matrix.py --profile cpu                      # everything
-    python scripts/run_matrix.py --frameworks PyTorch --tasks cnn rnn --profile smoke
-    python scripts/run_matrix.py --list
-    python scripts/run_matrix.py --profile full --amp               # mixed precision, where a notebook has it
+    python -m scripts.run_matrix --profile cpu                      # everything
+    python -m scripts.run_matrix --frameworks PyTorch --tasks cnn rnn --profile smoke
+    python -m scripts.run_matrix --list
+    python -m scripts.run_matrix --profile full --amp               # mixed precision, where a notebook has it
 
 Records belong to the machine that made them. Executed notebooks and records go to
 results/<profile>/<machine>/ (--results for another results folder; --out for any other folder),
@@ -52,7 +52,7 @@ taken over with a line saying so. The guard holds the lock too, so a runner star
 runner's processes are being stopped waits for that (up to 15 s).
 
 An environment that is not built, or whose kernel is not registered, is a failed record naming the
-set-up command (`python3 scripts/setup_env.py --device gpu torch-gpu` for a GPU one), before
+set-up command (`python3 -m scripts.setup_env --device gpu torch-gpu` for a GPU one), before
 papermill starts.
 
 Threads (the thread rule, the same for every framework): a run grants every notebook the machine's
@@ -168,13 +168,8 @@ if __name__ == "__main__" and sys.argv[1:2] == [GUARD]:
     # and a SIGTERM taken by one of them would end the guard before it killed the run.
     sys.exit(guard(int(sys.argv[2]), sys.argv[3:]))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import envspec  # noqa: E402
-import roofline  # noqa: E402
-import stale_records  # noqa: E402
-
-sys.path.insert(0, str(envspec.ROOT))
 from common import catalogue, envinfo, precision, records  # noqa: E402
+from scripts import envspec, roofline, stale_records  # noqa: E402
 
 # papermill's own bookkeeping lines, left out of the streamed output
 NOISE = re.compile(r"^(Executing|Ending) Cell \d+-*$|^(Input|Output) Notebook:|^Executing notebook with kernel|^Executing:"
@@ -314,7 +309,7 @@ def kernel_with_threads(spec, env_name, threads, jupyter_dirs, into):
 def setup_command(spec, env_name):
     """The command that builds an environment and registers its kernel."""
     device = "--device gpu " if "gpu_of" in spec["env"][env_name] else ""
-    return f"python3 scripts/setup_env.py {device}{env_name}"
+    return f"python3 -m scripts.setup_env {device}{env_name}"
 
 
 def kernel_problem(spec, env_name, jupyter_dirs):
@@ -377,7 +372,8 @@ def other_machines_folder(out, results_root, key):
 
 
 def papermill_command(nb, out_nb, kernel, profile, record_dir, notebooks_dir, amp=False, tf32=False):
-    return ([sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", kernel,
+    # absolute paths: the guard that starts papermill runs in the repository's root
+    return ([sys.executable, "-m", "papermill", str(Path(nb).resolve()), str(Path(out_nb).resolve()), "-k", kernel,
              "-p", "PROFILE", profile, "-p", "RECORD_DIR", str(record_dir)]
             + (["-p", "MIXED_PRECISION", "True"] if amp else [])
             + (["-p", "TF32", "True"] if tf32 else [])
@@ -418,9 +414,9 @@ def uninterrupted():
 def start_guarded(cmd, env, lock_fd):
     """Start `cmd` under a guard in a session of its own (its stdout and stderr: one text pipe).
     The guard holds the output folder's lock until all it started is gone."""
-    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), GUARD, str(os.getpid())] + cmd,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, start_new_session=True, pass_fds=(lock_fd,))
+    return subprocess.Popen([sys.executable, "-m", "scripts.run_matrix", GUARD, str(os.getpid())] + cmd,
+                            cwd=str(envspec.ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True, pass_fds=(lock_fd,))
 
 
 def stop_guarded(proc, grace=15.0):

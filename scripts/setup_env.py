@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Build the environments of environments.toml and register their Jupyter kernels.
 
-    python3 scripts/setup_env.py [ENV ...]       # default: every environment this machine uses
-    python3 scripts/setup_env.py --device gpu    # the GPU environments (default: auto-detected)
-    python3 scripts/setup_env.py --use-python torch-gpu=/usr/bin/python3   # an installed interpreter
-    python3 scripts/setup_env.py --list
+    python3 -m scripts.setup_env [ENV ...]       # default: every environment this machine uses
+    python3 -m scripts.setup_env --device gpu    # the GPU environments (default: auto-detected)
+    python3 -m scripts.setup_env --use-python torch-gpu=/usr/bin/python3   # an installed interpreter
+    python3 -m scripts.setup_env --list
 
 Where nvidia-smi lists a GPU (or with --device gpu, or ROSETTA_DEVICE=gpu), each CPU environment is
 replaced by its GPU environments (those whose kernels this GPU can run) and a CPU environment's
@@ -24,8 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import envspec  # noqa: E402
+from scripts import envspec
 
 MARKER = ".rosetta-ok"
 

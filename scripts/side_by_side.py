@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Translation pages: the same step of every framework side by side, one static page per task.
 
-    python scripts/side_by_side.py [--check] [--screenshot]
+    python -m scripts.side_by_side [--check] [--screenshot]
         [--notebooks notebooks] [--results results] [--out results/side_by_side]
 
 Writes <out>/cnn.html, rnn.html and inference.html (for the tasks that have notebooks): one row
@@ -29,14 +29,10 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import envspec  # noqa: E402
-import tag_steps  # noqa: E402
-
-sys.path.insert(0, str(envspec.ROOT))
-from common import catalogue  # noqa: E402
-from common.catalogue import TASK_TITLES  # noqa: E402
-from common.records import PUBLISHED_PROFILES as PROFILES, load_records, publishable  # noqa: E402
+from common import catalogue
+from common.catalogue import TASK_TITLES
+from common.records import PUBLISHED_PROFILES as PROFILES, load_records, publishable
+from scripts import envspec, tag_steps
 
 FIRST = "PyTorch"  # the framework most readers translate from
 FORMATTER = HtmlFormatter(style="default", cssclass="highlight")
@@ -56,7 +52,7 @@ def read_notebook(path):
     task = catalogue.task_of(path)
     issues = tag_steps.problems(nb, task)
     if issues:
-        raise Untagged(f"{Path(path).name}: {'; '.join(issues)} (run scripts/tag_steps.py)")
+        raise Untagged(f"{Path(path).name}: {'; '.join(issues)} (run python -m scripts.tag_steps)")
     cells = nb["cells"]
     steps = {}
     for i, cell in enumerate(cells):
@@ -373,7 +369,7 @@ def chromium(url, *flags, timeout=120):
     """Run headless Chromium on a URL with a throwaway profile; return the CompletedProcess."""
     exe = shutil.which("chromium")
     if exe is None:
-        raise RuntimeError("chromium is missing: run the set-up (python3 scripts/setup_env.py "
+        raise RuntimeError("chromium is missing: run the set-up (python3 -m scripts.setup_env "
                            "tools), which installs Debian's chromium package")
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
         cmd = [exe] + CHROMIUM_FLAGS + ["--user-data-dir=" + profile,
@@ -414,7 +410,7 @@ def main(argv=None):
                        if not (out / n).exists() or (out / n).read_text(encoding="utf-8") != text)
         stale += sorted(existing - set(pages))
         if stale:
-            sys.exit(f"{out}: stale pages {', '.join(stale)}: run scripts/side_by_side.py")
+            sys.exit(f"{out}: stale pages {', '.join(stale)}: run python -m scripts.side_by_side")
         return 1 if problems else 0
     (out / EXECUTED).mkdir(parents=True, exist_ok=True)
     for name in sorted(existing - set(pages)):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Which result records were measured with code their notebook no longer has.
 
-    python scripts/stale_records.py [--results results] [--notebooks notebooks]
+    python -m scripts.stale_records [--results results] [--notebooks notebooks]
 
 A record's executed copy (the .ipynb beside it) holds the code that ran. Every step of a notebook
 (the step tags of tag_steps.py) shapes the timed figures, except the checks (photographs,
@@ -16,13 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import envspec  # noqa: E402
-from tag_steps import source  # noqa: E402
-
-sys.path.insert(0, str(envspec.ROOT))
-from common.catalogue import HEADINGS, STEP_PREFIX as PREFIX, UNTIMED_STEPS  # noqa: E402,F401
-from common.records import load_records  # noqa: E402
+from common.catalogue import HEADINGS, STEP_PREFIX as PREFIX, UNTIMED_STEPS  # noqa: F401
+from common.records import load_records
+from scripts import envspec
+from scripts.tag_steps import source
 
 
 def step_code(nb_path):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tag each notebook's code cells with the step they implement, from the `## ` section headings.
 
-    python scripts/tag_steps.py [--check] [NOTEBOOK_OR_FOLDER ...]   (default: notebooks/)
+    python -m scripts.tag_steps [--check] [NOTEBOOK_OR_FOLDER ...]   (default: notebooks/)
 
 A step tag (`step:data`, `step:train`, ...) goes into the code cells of its section, in
 `metadata.tags`, beside any other tag (`parameters`). Nothing else in the file changes, and a
@@ -14,9 +14,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from common.catalogue import STEP_PREFIX as PREFIX, STEPS, UNTAGGED_SECTIONS, task_of  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from common.catalogue import STEP_PREFIX as PREFIX, STEPS, UNTAGGED_SECTIONS, task_of  # noqa: E402,F401
 
 
 def step_tags(task):

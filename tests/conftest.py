@@ -1,15 +1,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT))
+from scripts import envspec
 
-import envspec  # noqa: E402
+ROOT = envspec.ROOT
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +32,10 @@ def offline_data(tmp_path, monkeypatch):
     provenance.DATA_SOURCES.clear()
 
 
-def run_script(script, *args, timeout=3600):
-    """Run one of scripts/ with this interpreter; return the CompletedProcess (text output)."""
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / script)] + [str(a) for a in args],
+def run_script(name, *args, timeout=3600):
+    """Run scripts.<name> with this interpreter from the repository's root (`python -m`); return the
+    CompletedProcess (text output)."""
+    return subprocess.run([sys.executable, "-m", "scripts." + name] + [str(a) for a in args], cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 

@@ -9,8 +9,8 @@ import time
 import pytest
 import yaml
 
-import envspec
-import setup_env
+from scripts import envspec
+from scripts import setup_env
 from conftest import ROOT, run_script
 
 
@@ -72,7 +72,7 @@ def test_common_compiles_on_python36():
 
 def test_setup_is_idempotent_and_fast(spec):
     start = time.time()
-    proc = run_script("setup_env.py", "tools")
+    proc = run_script("setup_env", "tools")
     assert proc.returncode == 0, proc.stdout
     assert "tools: up to date" in proc.stdout
     assert time.time() - start < 60
@@ -248,12 +248,12 @@ def test_setup_chooses_by_the_gpu_it_sees(tmp_path, monkeypatch):
     env = dict(os.environ, PATH="%s%s%s" % (tmp_path / "bin", os.pathsep, os.environ["PATH"]),
                ROSETTA_ENVS=str(tmp_path / "envs"))
     env.pop("ROSETTA_DEVICE", None)
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "setup_env.py"), "--list"], env=env,
+    out = subprocess.run([sys.executable, "-m", "scripts.setup_env", "--list"], cwd=ROOT, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
     rows = {line.split()[0]: line for line in out.splitlines()}
     assert "used here" in rows["torch-gpu"] and "used here" in rows["tools"], out
     assert "skipped" in rows["mxnet-gpu"] and "used here" not in rows["modern"], out
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "setup_env.py"), "--list", "--device", "cpu"],
+    out = subprocess.run([sys.executable, "-m", "scripts.setup_env", "--list", "--device", "cpu"], cwd=ROOT,
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
     rows = {line.split()[0]: line for line in out.splitlines()}
     assert "used here" in rows["modern"] and "used here" not in rows["torch-gpu"], out

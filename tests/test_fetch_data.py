@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-import fetch_data
+from scripts import fetch_data
 from common import fidelity
 from common.datasets import cifar10, provenance, resnet50_weights, sources
 from common.datasets import imdb as imdb_module  # "imdb" is the tiny data set's fixture

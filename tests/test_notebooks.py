@@ -4,9 +4,8 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-import envspec
+from scripts import envspec
 import pytest
 
 from common import catalogue
@@ -24,7 +23,7 @@ def test_there_are_notebooks():
 def smoke_run(tmp_path_factory):
     """One runner call for every notebook (kernels start once each); its records by notebook."""
     out = tmp_path_factory.mktemp("smoke")
-    proc = run_script("run_matrix.py", "--profile", "smoke", "--out", out, "--force",
+    proc = run_script("run_matrix", "--profile", "smoke", "--out", out, "--force",
                       "--timeout", 1200)
     print(proc.stdout[-5000:])
     return out, proc
@@ -101,7 +100,7 @@ def test_notebook_smoke(nb, smoke_run, spec):
 def test_fidelity_command_collects_every_notebook(smoke_run, tmp_path):
     """scripts/fidelity.py over the smoke run's records: one passing entry per notebook."""
     out, _ = smoke_run
-    proc = run_script("fidelity.py", "--from", out, "--out", tmp_path / "fidelity.json")
+    proc = run_script("fidelity", "--from", out, "--out", tmp_path / "fidelity.json")
     print(proc.stdout[-3000:])
     entries = read_json(tmp_path / "fidelity.json")["notebooks"]
     assert sorted(e["notebook"] for e in entries) == sorted(p.stem for p in NOTEBOOKS)
@@ -161,7 +160,7 @@ def test_mixed_precision_smoke(tmp_path):
     assert len([nb for nb in with_amp if nb.stem.endswith("_CNN")]) >= 6, \
         "PyTorch, TensorFlow, JAX (Flax) and Keras 3 on three backends"
     assert len(with_amp) >= 10, "and the GRUs of PyTorch and Keras 3"
-    proc = run_script("run_matrix.py", "--profile", "smoke", "--out", tmp_path, "--force", "--amp",
+    proc = run_script("run_matrix", "--profile", "smoke", "--out", tmp_path, "--force", "--amp",
                       "--tasks", "cnn", "rnn", "--timeout", 900)
     print(proc.stdout[-5000:])
     assert proc.returncode == 0

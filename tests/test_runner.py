@@ -48,7 +48,7 @@ def folder(tmp_path):
 
 
 def run(nbs, out, *extra):
-    return run_script("run_matrix.py", "--notebooks", nbs, "--out", out, "--profile", "smoke", *extra)
+    return run_script("run_matrix", "--notebooks", nbs, "--out", out, "--profile", "smoke", *extra)
 
 
 def test_failure_is_isolated_recorded_and_resumed(folder):
@@ -200,8 +200,8 @@ def test_tf32_needs_a_gpu_and_a_path(folder, tmp_path):
     smi.chmod(0o755)
     (nbs / "Chainer_CNN.ipynb").write_text((nbs / "PyTorch_CNN.ipynb").read_text())
     env = dict(os.environ, PATH="%s%s%s" % (bin_dir, os.pathsep, os.environ["PATH"]), ROSETTA_DEVICE="gpu")
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_matrix.py"), "--notebooks", str(nbs),
-                           "--results", str(tmp_path / "results"), "--profile", "smoke", "--tf32", "--list"],
+    proc = subprocess.run([sys.executable, "-m", "scripts.run_matrix", "--notebooks", str(nbs),
+                           "--results", str(tmp_path / "results"), "--profile", "smoke", "--tf32", "--list"], cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stdout
     assert "No TF32 path (left out): Chainer_CNN" in proc.stdout
@@ -210,8 +210,8 @@ def test_tf32_needs_a_gpu_and_a_path(folder, tmp_path):
 
 def test_slow_machine_is_warned_about(tmp_path):
     import common
-    import envspec
-    import run_matrix
+    from scripts import envspec
+    from scripts import run_matrix
     roof = tmp_path / "roofline.json"
     hardware = {"name": common.envinfo.cpu_model(), "threads": envspec.thread_count()}
     roof.write_text(json.dumps({"machines": [{"hardware": hardware, "peak_gflops": 300.0}]}))
@@ -265,7 +265,7 @@ def ok_record(name="PyTorch_CNN", task="cnn", **fields):
 
 def test_record_from_another_machine_is_kept(tmp_path):
     import common
-    import run_matrix
+    from scripts import run_matrix
     rec = ok_record(device={"kind": "cpu", "name": "Other CPU 1", "threads": 2})
     path = tmp_path / "PyTorch_CNN.json"
     path.write_text(json.dumps(rec))
@@ -284,7 +284,7 @@ def test_record_from_another_machine_is_kept(tmp_path):
 
 
 def test_resume_validates_what_it_skips(tmp_path):
-    import run_matrix
+    from scripts import run_matrix
     path = tmp_path / "PyTorch_CNN.json"
     rec = ok_record(device={"kind": "cpu", "name": "Other CPU 1", "threads": 2}, metrics={"train_seconds": 1.0})
     path.write_text(json.dumps(rec))  # it would be kept, were it valid: it lacks test_accuracy
@@ -297,7 +297,7 @@ def test_resume_validates_what_it_skips(tmp_path):
 
 def test_stale_staging_is_cleaned(tmp_path):
     import common
-    import run_matrix
+    from scripts import run_matrix
     interrupted = tmp_path / ".staging-PyTorch_RNN"  # interrupted while running
     interrupted.mkdir()
     (interrupted / "PyTorch_RNN.ipynb").write_text("{}")
@@ -312,7 +312,7 @@ def test_stale_staging_is_cleaned(tmp_path):
 
 
 def test_one_runner_per_output_folder(folder, capsys):
-    import run_matrix
+    from scripts import run_matrix
     nbs, out = folder
     out.mkdir()
     lock = run_matrix.lock_output(out)
@@ -344,19 +344,19 @@ def dead_pid():
 
 def test_unregistered_kernel_names_the_setup_command(folder, spec, tmp_path):
     """An environment that is built but whose kernel is registered nowhere."""
-    import envspec
+    from scripts import envspec
     nbs, out = folder
     envs = tmp_path / "envs"
     python = envs / envspec.env_dir(spec, "modern").name / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.symlink_to(envspec.env_python(spec, "modern"))
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_matrix.py"), "--notebooks", str(nbs),
-                           "--out", str(out), "--profile", "smoke", "--tasks", "cnn"],
+    proc = subprocess.run([sys.executable, "-m", "scripts.run_matrix", "--notebooks", str(nbs),
+                           "--out", str(out), "--profile", "smoke", "--tasks", "cnn"], cwd=ROOT,
                           env=dict(os.environ, ROSETTA_ENVS=str(envs)), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=300)
     assert proc.returncode != 0
     error = read_json(out / "PyTorch_CNN.json")["error"]
-    assert "kernel 'rosetta-modern' is not registered" in error and "`python3 scripts/setup_env.py modern`" in error
+    assert "kernel 'rosetta-modern' is not registered" in error and "`python3 -m scripts.setup_env modern`" in error
 
 
 SLEEPER = 'print("sleeping %s", flush=True)\nimport time\ntime.sleep(%d)\n' + OK_CELL
@@ -364,8 +364,8 @@ SLEEPER = 'print("sleeping %s", flush=True)\nimport time\ntime.sleep(%d)\n' + OK
 
 def start_runner(nbs, out, marker, *extra):
     """run_matrix.py in the background; `marker` in the environment of every process of the run."""
-    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_matrix.py"), "--notebooks", str(nbs),
-                             "--out", str(out), "--profile", "smoke", "--tasks", "cnn", *extra],
+    return subprocess.Popen([sys.executable, "-m", "scripts.run_matrix", "--notebooks", str(nbs),
+                             "--out", str(out), "--profile", "smoke", "--tasks", "cnn", *extra], cwd=ROOT,
                             env=dict(os.environ, ROSETTA_TEST_RUN=marker), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -470,8 +470,8 @@ def machine_env(tmp_path, device, smi=None):
 
 
 def runner(env, *args):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "run_matrix.py"), "--profile", "smoke",
-                           *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    return subprocess.run([sys.executable, "-m", "scripts.run_matrix", "--profile", "smoke",
+                           *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=120)
 
 
@@ -504,7 +504,7 @@ def test_gpu_picks_gpu_kernels_and_skips_what_it_cannot_run(tmp_path):
         assert (out / (name + ".json")).stat().st_mode & 0o777 == 0o644, "readable by all, as records are shared"
     failed = read_json(out / "PyTorch_CNN.json")
     assert failed["status"] == "failed" and failed["error"] == (
-        "environment 'torch-gpu' is not built: run `python3 scripts/setup_env.py --device gpu torch-gpu`")
+        "environment 'torch-gpu' is not built: run `python3 -m scripts.setup_env --device gpu torch-gpu`")
     assert "0 ok, 0 skipped, 1 failed (PyTorch_CNN), 2 not runnable here (skipped records)" in proc.stdout
 
     # Resume: a skipped record stands while its reason holds; it never replaces an ok record.
@@ -528,7 +528,7 @@ def test_gpu_picks_gpu_kernels_and_skips_what_it_cannot_run(tmp_path):
 
 
 def test_skipped_record_stands_while_its_reason_holds(tmp_path, monkeypatch):
-    import run_matrix
+    from scripts import run_matrix
     monkeypatch.setattr(run_matrix.envinfo, "nvidia_gpus", lambda: [H200])
     reason = "mxnet-gpu: kernels sm_5.0-8.6, no PTX; this GPU is sm_9.0 (NVIDIA H200)"
     path = tmp_path / "MXNet_CNN.json"
@@ -578,7 +578,7 @@ def test_committed_records_lie_in_their_machines_folder():
 
 def test_each_machine_writes_its_own_folder_and_never_another(tmp_path):
     import common
-    import envspec
+    from scripts import envspec
     nbs, results = tmp_path / "notebooks", tmp_path / "results"
     nbs.mkdir()
     notebook(nbs / "PyTorch_CNN.ipynb", OK_CELL, "PyTorch_CNN", "cnn")

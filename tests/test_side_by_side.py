@@ -13,11 +13,11 @@ import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
-import envspec
+from scripts import envspec
 import nbformat
 import pytest
-import side_by_side
-import tag_steps
+from scripts import side_by_side
+from scripts import tag_steps
 from common import catalogue
 
 from conftest import ROOT, run_script
@@ -29,7 +29,7 @@ MIN_COLUMNS = 3
 
 def require_chromium():
     assert shutil.which("chromium"), (
-        "chromium is missing: run the set-up (python3 scripts/setup_env.py tools), which installs "
+        "chromium is missing: run the set-up (python3 -m scripts.setup_env tools), which installs "
         "Debian's chromium package listed in environments.toml")
 
 
@@ -80,7 +80,7 @@ def site(tmp_path_factory):
             write_json(nb_dir / f"{prefix}_{suffix}.ipynb", fake_notebook(prefix, task))
         columns[task] = side_by_side.column_order(
             [p.stem.rsplit("_", 1)[0] for p in nb_dir.glob(f"*_{suffix}.ipynb")], table)
-    proc = run_script("tag_steps.py", nb_dir)
+    proc = run_script("tag_steps", nb_dir)
     assert proc.returncode == 0, proc.stdout
     expect = {}
     for task, prefixes in columns.items():
@@ -100,7 +100,7 @@ def site(tmp_path_factory):
             executed.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="42 from %s\n" % name)]
             nbformat.write(executed, str(results / folder / f"{name}.ipynb"))
         expect[task] = {"first": first, "second": second, "third": third}
-    proc = run_script("side_by_side.py", "--notebooks", nb_dir, "--results", results, "--out", out)
+    proc = run_script("side_by_side", "--notebooks", nb_dir, "--results", results, "--out", out)
     assert proc.returncode == 0, proc.stdout
     return {"notebooks": nb_dir, "results": results, "out": out, "columns": columns, "expect": expect}
 
@@ -127,7 +127,7 @@ def untagged_copies(folder):
 def test_tag_steps_tags_each_step_once_and_keeps_other_tags(tmp_path):
     copies = untagged_copies(tmp_path)
     untagged = {p: json.loads(p.read_text()) for p in copies}
-    proc = run_script("tag_steps.py", tmp_path)
+    proc = run_script("tag_steps", tmp_path)
     assert proc.returncode == 0, proc.stdout
     for path in copies:
         nb = json.loads(path.read_text())
@@ -142,7 +142,7 @@ def test_tag_steps_tags_each_step_once_and_keeps_other_tags(tmp_path):
 def test_tag_steps_changes_nothing_but_tags_and_is_idempotent(tmp_path):
     copies = untagged_copies(tmp_path)
     before = {p: p.read_text().splitlines() for p in copies}
-    run_script("tag_steps.py", tmp_path)
+    run_script("tag_steps", tmp_path)
     allowed = re.compile(r'^\s*("metadata": \{\}?,?|"tags": \[|"step:[a-z-]+",?|"parameters",?'
                          r'|\],?|\},?)$')
     for path in copies:
@@ -150,23 +150,23 @@ def test_tag_steps_changes_nothing_but_tags_and_is_idempotent(tmp_path):
         changed = [l[2:] for l in difflib.ndiff(before[path], after) if l[:2] in ("- ", "+ ")]
         assert changed and all(allowed.match(l) for l in changed), changed
     tagged = {p: p.read_bytes() for p in copies}
-    proc = run_script("tag_steps.py", tmp_path)
+    proc = run_script("tag_steps", tmp_path)
     assert proc.returncode == 0 and "tagged" not in proc.stdout
     assert {p: p.read_bytes() for p in copies} == tagged, "a second run changes nothing"
-    assert run_script("tag_steps.py", "--check", tmp_path).returncode == 0
+    assert run_script("tag_steps", "--check", tmp_path).returncode == 0
 
 
 def test_tag_steps_check_names_missing_and_duplicated_tags(tmp_path):
     copies = untagged_copies(tmp_path)
-    proc = run_script("tag_steps.py", "--check", tmp_path)
+    proc = run_script("tag_steps", "--check", tmp_path)
     assert proc.returncode != 0
     assert all(p.name in proc.stdout for p in copies), "untagged notebooks are named"
-    run_script("tag_steps.py", tmp_path)
+    run_script("tag_steps", tmp_path)
     nb = json.loads(copies[0].read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     code[-1]["metadata"]["tags"] = ["step:data"]  # the record cell: data twice, record missing
     copies[0].write_text(json.dumps(nb, indent=1))
-    proc = run_script("tag_steps.py", "--check", tmp_path)
+    proc = run_script("tag_steps", "--check", tmp_path)
     assert proc.returncode != 0
     assert "duplicated step:data" in proc.stdout and "missing step:record" in proc.stdout
     assert copies[0].name in proc.stdout
@@ -206,7 +206,7 @@ class Cells(HTMLParser):
 
 def test_untagged_notebook_is_an_error(tmp_path):
     untagged_copies(tmp_path)
-    proc = run_script("side_by_side.py", "--notebooks", tmp_path, "--results", tmp_path,
+    proc = run_script("side_by_side", "--notebooks", tmp_path, "--results", tmp_path,
                       "--out", tmp_path / "out")
     assert proc.returncode != 0 and REAL[0].name in proc.stdout and "step:" in proc.stdout
     assert not (tmp_path / "out").exists()
@@ -251,12 +251,12 @@ def test_headers_show_the_latest_usable_record(site, task):
 
 def test_check_mode_spots_stale_pages(site):
     args = ("--notebooks", site["notebooks"], "--results", site["results"], "--out", site["out"])
-    assert run_script("side_by_side.py", "--check", *args).returncode == 0
+    assert run_script("side_by_side", "--check", *args).returncode == 0
     page = site["out"] / "cnn.html"
     text = page.read_text()
     page.write_text(text.replace("accuracy", "accuracy!", 1))
     try:
-        proc = run_script("side_by_side.py", "--check", *args)
+        proc = run_script("side_by_side", "--check", *args)
         assert proc.returncode != 0 and "cnn.html" in proc.stdout
     finally:
         page.write_text(text)
@@ -310,10 +310,10 @@ def test_chromium_screenshot(site):
 @pytest.mark.parametrize("nb", REAL, ids=[p.stem for p in REAL])
 def test_every_notebook_has_each_step_tag_once(nb):
     problems = tag_steps.problems(json.loads(nb.read_text()), tag_steps.task_of(nb))
-    assert not problems, "%s (run python scripts/tag_steps.py)" % "; ".join(problems)
+    assert not problems, "%s (run python -m scripts.tag_steps)" % "; ".join(problems)
 
 
 def test_committed_pages_are_up_to_date():
-    proc = run_script("side_by_side.py", "--check")
-    assert proc.returncode == 0, proc.stdout + "\n(regenerate: python scripts/tag_steps.py && " \
-                                               "python scripts/side_by_side.py --screenshot)"
+    proc = run_script("side_by_side", "--check")
+    assert proc.returncode == 0, proc.stdout + "\n(regenerate: python -m scripts.tag_steps && " \
+                                               "python -m scripts.side_by_side --screenshot)"

@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-import envspec
+from scripts import envspec
 from common.datasets import sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-import make_tables
+from scripts import make_tables
 from common import catalogue, records
 from conftest import ROOT, run_script
 
@@ -42,7 +42,7 @@ def empty_readme(tmp_path):
 
 def cnn_table(res, readme):
     """make_tables.py on the records in `res` into `readme` (which must succeed), and the CNN section."""
-    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+    proc = run_script("make_tables", "--results", res, "--readme", readme)
     assert proc.returncode == 0, proc.stdout
     return readme.read_text().split("### VGG-style")[1].split("###")[0]
 
@@ -63,7 +63,7 @@ def test_tables_from_records(tmp_path):
     readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\n"
                       "<!-- fidelity:start -->\n<!-- fidelity:end -->\noutro\n")
 
-    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+    proc = run_script("make_tables", "--results", res, "--readme", readme)
     assert proc.returncode == 0, proc.stdout
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
@@ -81,14 +81,14 @@ def test_tables_from_records(tmp_path):
     assert (res / "plots" / "cnn.png").stat().st_size > 1000
     assert not (res / "plots" / "rnn.png").exists()
 
-    assert run_script("make_tables.py", "--results", res, "--readme", readme, "--check").returncode == 0
+    assert run_script("make_tables", "--results", res, "--readme", readme, "--check").returncode == 0
     record(res, "PyTorch_CNN", "PyTorch", "cnn", train_seconds=300, test_accuracy=0.7, cpu_id=INTEL)
-    stale = run_script("make_tables.py", "--results", res, "--readme", readme, "--check")
+    stale = run_script("make_tables", "--results", res, "--readme", readme, "--check")
     assert stale.returncode != 0 and "stale" in stale.stdout
 
 
 def test_readme_is_up_to_date():
-    proc = run_script("make_tables.py", "--check")
+    proc = run_script("make_tables", "--check")
     assert proc.returncode == 0, proc.stdout
 
 
@@ -189,13 +189,13 @@ def test_stale_records_are_marked(tmp_path):
             cells[1].source = "faster_loop()"
         nbformat.write(nbformat.v4.new_notebook(cells=cells), str(nbs / (name + ".ipynb")))
     readme = empty_readme(tmp_path)
-    proc = run_script("make_tables.py", "--results", res, "--readme", readme, "--notebooks", nbs)
+    proc = run_script("make_tables", "--results", res, "--readme", readme, "--notebooks", nbs)
     assert proc.returncode == 0, proc.stdout
     cnn = readme.read_text().split("### VGG-style")[1].split("###")[0]
     assert "| PyTorch | 65.4% in 412 s † |" in cnn
     assert "| MXNet | 60.0% in 300 s |" in cnn
     assert "steps named here have changed since" in cnn and ": PyTorch (Train)." in cnn
-    listing = run_script("stale_records.py", "--results", res, "--notebooks", nbs).stdout
+    listing = run_script("stale_records", "--results", res, "--notebooks", nbs).stdout
     assert "cpu/PyTorch_CNN.json: changed since the run: Train" in listing and "1 stale record(s)" in listing
 
 
@@ -230,7 +230,7 @@ def test_malformed_records_are_named_and_skipped(tmp_path):
     (res / "fidelity.json").write_text(json.dumps({"schema": 1, "generated_at": "2026-12-02", "notebooks": []}))
     readme = empty_readme(tmp_path)
 
-    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+    proc = run_script("make_tables", "--results", res, "--readme", readme)
     assert proc.returncode != 0 and "Traceback" not in proc.stdout, proc.stdout
     skipped = dict(re.findall(r"^skipping (.+?): (.+)$", proc.stdout, re.M))
     assert set(skipped) == {str(res / "cpu" / name) for name in MALFORMED}, proc.stdout
@@ -243,9 +243,9 @@ def test_malformed_records_are_named_and_skipped(tmp_path):
     assert "4870" not in text and "-257" not in text and not re.search(r"\bnan\b", text)
     assert (res / "plots" / "cnn.png").exists()
 
-    check = run_script("make_tables.py", "--results", res, "--readme", readme, "--check")
+    check = run_script("make_tables", "--results", res, "--readme", readme, "--check")
     assert check.returncode != 0 and "skipping %s" % (res / "cpu" / "NaN_CNN.json") in check.stdout
-    listing = run_script("stale_records.py", "--results", res, "--notebooks", tmp_path)
+    listing = run_script("stale_records", "--results", res, "--notebooks", tmp_path)
     assert listing.returncode != 0 and "skipping %s: metrics.test_accuracy is 48.7" % (
         res / "cpu" / "Percent_CNN.json") in listing.stdout
 
@@ -386,11 +386,11 @@ def test_damaged_roofline_file_is_skipped(tmp_path):
                              "machines[0].peak_gflops is 'fast', not a positive number"),
                             (json.dumps([entry]), "not an object with a list of machines")):
         (res / "roofline.json").write_text(content)
-        proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+        proc = run_script("make_tables", "--results", res, "--readme", readme)
         assert proc.returncode != 0 and "Traceback" not in proc.stdout, proc.stdout
         assert "skipping %s: %s" % (res / "roofline.json", reason) in proc.stdout
         text = readme.read_text()
         assert "| PyTorch | 50.0 s (20 img/s) |" in text and "peak" not in text, "no stored peak used"
     (res / "roofline.json").write_text(json.dumps({"machines": [entry]}))
-    proc = run_script("make_tables.py", "--results", res, "--readme", readme)
+    proc = run_script("make_tables", "--results", res, "--readme", readme)
     assert proc.returncode == 0 and "% of stored peak |" in readme.read_text(), proc.stdout

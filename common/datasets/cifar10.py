@@ -2,7 +2,7 @@
 
 Cached as the six original binary batches (`cifar-10-batches-bin/*.bin`), each checked against its
 published md5 on every load. Sources, in order: the cache, local data folders (which may hold the
-cache form, as `scripts/fetch_data.py --export` writes it, read where it is), the canonical
+cache form, as `python -m scripts.fetch_data --export` writes it, read where it is), the canonical
 download, the npm mirror (docs/DATA.md). A load checks only the files it reads: the test images
 need test_batch.bin alone. Standard library + numpy only (Pillow is imported only to decode the
 npm PNGs).
@@ -180,7 +180,7 @@ def _cifar_npm():
 
 def _cifar_local_dir(names):
     """A source attempt: the batch files `names` in a local data folder's cifar-10-batches-bin/
-    (what `scripts/fetch_data.py --export` writes), each checked by md5 and used where it is."""
+    (what `python -m scripts.fetch_data --export` writes), each checked by md5 and used where it is."""
     def attempt():
         problems = []
         for root in sources.data_dirs():

@@ -259,7 +259,7 @@ def read_imdb_cache_form(path):
     IMDB_CONTENT_SHA256 (a sidecar travels with its file, so it alone proves nothing), then the
     facts. Raises ChecksumError or ValueError naming the file; never deletes it."""
     if not os.path.isfile(path + ".json"):
-        raise ValueError("%s has no sidecar %s.json (scripts/fetch_data.py --export writes both)" % (path, path))
+        raise ValueError("%s has no sidecar %s.json (python -m scripts.fetch_data --export writes both)" % (path, path))
     try:
         packed, sidecar = _read_imdb_cache_form(path, "IMDB from " + path)
     except KeyError as e:

