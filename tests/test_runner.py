@@ -213,7 +213,8 @@ def test_slow_machine_is_warned_about(tmp_path):
     from scripts import envspec
     from scripts import run_matrix
     roof = tmp_path / "roofline.json"
-    hardware = {"name": common.envinfo.cpu_model(), "threads": envspec.thread_count()}
+    hardware = {"name": common.envinfo.cpu_model(), "threads": envspec.thread_count(),
+                "cpu_id": common.envinfo.cpu_id()}  # as roofline.py writes it: this CPU's entry
     roof.write_text(json.dumps({"machines": [{"hardware": hardware, "peak_gflops": 300.0}]}))
     warning = run_matrix.slow_machine_warning(150.0, roof)
     assert warning and "150 GFLOP/s now, 50% of the 300" in warning
