@@ -41,10 +41,16 @@ def cpu_id(cpuinfo="/proc/cpuinfo"):
             "vector_flags": [f for f in VECTOR_FLAGS if f in flags]}
 
 
+def identified(ident):
+    """Whether a cpu_id() reading names a CPU's kind (older records and roofline entries hold none,
+    or only the machine's architecture)."""
+    return bool(ident) and ident.get("family") is not None
+
+
 def same_cpu(a, b):
     """Whether two cpu_id() readings name the same kind of CPU (vendor, family, model, vector
     flags); a missing reading (older records) matches any."""
-    if not a or not b or "family" not in a or "family" not in b:
+    if not (identified(a) and identified(b)):
         return True
     return all(a.get(k) == b.get(k) for k in ("vendor", "family", "model", "vector_flags"))
 

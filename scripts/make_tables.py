@@ -23,6 +23,7 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
+from common import envinfo
 from common.catalogue import HEADINGS, MODEL_NAMES, TASK_TITLES
 from common.flops import FLOPS_PER_IMAGE
 from common.records import (PUBLISHED_PROFILES, RecordError, load_records, machine_threads,
@@ -46,7 +47,7 @@ def cpu_kind(rec):
     """(vendor, family, model, vector flags) of a CPU record's envinfo.cpu_id(), or None: a GPU
     record, or one without a cpu_id (older records)."""
     cpu_id = (rec.get("environment") or {}).get("cpu_id") or {}
-    if rec.get("device", {}).get("kind", "cpu") != "cpu" or cpu_id.get("family") is None:
+    if rec.get("device", {}).get("kind", "cpu") != "cpu" or not envinfo.identified(cpu_id):
         return None
     return (cpu_id.get("vendor") or "", str(cpu_id["family"]), str(cpu_id.get("model") or ""),
             tuple(cpu_id.get("vector_flags") or ()))

@@ -59,23 +59,15 @@ def hardware(threads):
             "gpus": [g["name"] for g in gpus]}
 
 
-def identified(cpu_id):
-    """Whether a cpu_id() reading names a CPU's kind (older entries and records have none)."""
-    return bool(cpu_id) and "family" in cpu_id
-
-
 def entry_for(data, name, threads, cpu_id=None):
     """The roofline file's entry (loaded as `data`) for this CPU name, thread count and cpu_id
     (envinfo.cpu_id(): one model name may cover CPUs of different generations), or None. A
     reading with a cpu_id takes only an entry of the same CPU kind, one without (older records)
     only an entry measured without one: an entry of unknown kind may be another generation's."""
-    for m in data.get("machines", []):
-        hw = m["hardware"]
-        if (hw["name"], hw["threads"]) != (name, threads) or identified(hw.get("cpu_id")) != identified(cpu_id):
-            continue
-        if not identified(cpu_id) or envinfo.same_cpu(hw["cpu_id"], cpu_id):
-            return m
-    return None
+    return next((m for m in data.get("machines", [])
+                 if (m["hardware"]["name"], m["hardware"]["threads"]) == (name, threads)
+                 and envinfo.identified(m["hardware"].get("cpu_id")) == envinfo.identified(cpu_id)
+                 and envinfo.same_cpu(m["hardware"].get("cpu_id"), cpu_id)), None)
 
 
 class RooflineError(ValueError):
