@@ -372,8 +372,7 @@ def other_machines_folder(out, results_root, key):
 
 
 def papermill_command(nb, out_nb, kernel, profile, record_dir, notebooks_dir, amp=False, tf32=False):
-    # absolute paths: the guard that starts papermill runs in the repository's root
-    return ([sys.executable, "-m", "papermill", str(Path(nb).resolve()), str(Path(out_nb).resolve()), "-k", kernel,
+    return ([sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", kernel,
              "-p", "PROFILE", profile, "-p", "RECORD_DIR", str(record_dir)]
             + (["-p", "MIXED_PRECISION", "True"] if amp else [])
             + (["-p", "TF32", "True"] if tf32 else [])
@@ -539,7 +538,8 @@ def run_staged(item, args, env, lock_fd, stage, kernel, threads=None, probe=None
         if warning:
             print("    " + warning, flush=True)
     start = time.time()
-    cmd = papermill_command(path, staged_nb, kernel, PROBE if probing else args.profile,
+    # absolute paths: the guard that starts papermill runs in the repository's root
+    cmd = papermill_command(path.resolve(), staged_nb.resolve(), kernel, PROBE if probing else args.profile,
                             stage.resolve(), path.parent.resolve(), args.amp, args.tf32)
     log_tail, timed_out, proc = [], threading.Event(), None
 
