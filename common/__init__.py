@@ -8,5 +8,5 @@ from .images import inference_images, photo_check_images, check_photo_prediction
 from .timing import Timer, time_runs, time_passes, summarize
 from .progress import Progress
 from .envinfo import environment_info, print_environment
-from .records import start_run
+from .records import start_run, training_metrics, inference_metrics
 from . import fidelity  # noqa: F401  (each notebook's Fidelity section)

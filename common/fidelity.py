@@ -164,7 +164,7 @@ class Check(object):
         else:
             self.variant = self._variant(variant, {})  # none: any keyword is an error
             self.weights = resnet50_weights.load_resnet50_weights()
-            self.x, _ = images.photo_check_images(channel_first=channel_first)
+            self.x = images.photo_check_images(channel_first=channel_first)
             self.y = None
             self.expected_parameters = resnet50.PARAMETERS
             self._logits = reference_features(self.weights, self.x if channel_first else self.x.transpose(0, 3, 1, 2))

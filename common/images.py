@@ -117,8 +117,8 @@ def _resize(rgb, size):
 
 
 def photo_check_images(channel_first=True):
-    """(float32 batch of 2 photographs preprocessed like inference_images, [(photo, class, name)]):
-    scikit-image's bundled `chelsea` (a cat) and `coffee` (a cup of espresso)."""
+    """A float32 batch of 2 photographs preprocessed like inference_images: scikit-image's bundled
+    `chelsea` (a cat) and `coffee` (a cup of espresso); PHOTO_CHECKS says what each shows."""
     try:
         import skimage
         from skimage import data as skimage_data
@@ -131,7 +131,7 @@ def photo_check_images(channel_first=True):
     note_source("photo_check", "scikit-image %s data.chelsea(), data.coffee()" % skimage.__version__,
                 checksum="sha256:" + hashlib.sha256(photos.tobytes()).hexdigest(),
                 resize="whole photo to %d x %d (Pillow bilinear)" % (IMAGE_SIZE, IMAGE_SIZE))
-    return batch, list(PHOTO_CHECKS)
+    return batch
 
 
 def _softmax(scores):
@@ -149,7 +149,7 @@ def _label(index):
 
 def check_photo_predictions(probs_or_logits, top=3):
     """Assert that the classifier's top-1 is Egyptian cat (285) for chelsea and espresso (967) for
-    coffee; print each photo's top classes. Takes (2, 1000) probabilities or logits (softmax is
+    coffee; print each photo's expected class and its top classes. Takes (2, 1000) probabilities or logits (softmax is
     applied unless every row is already a probability distribution). Returns a dict for the record."""
     scores = np.asarray(probs_or_logits, dtype=np.float64)
     if scores.shape != (len(PHOTO_CHECKS), IMAGENET_CLASSES):
@@ -160,7 +160,8 @@ def check_photo_predictions(probs_or_logits, top=3):
     result, failures = {}, []
     for (photo, expected, name), p in zip(PHOTO_CHECKS, probs):
         ranking = np.argsort(-p)[:top]
-        print("%-8s %s" % (photo + ":", ", ".join("%s (%d) %.3f" % (_label(i), i, p[i]) for i in ranking)))
+        print("%-8s expected %s (%d); top %d: %s" % (photo + ":", name, expected, top, ", ".join(
+            "%s (%d) %.3f" % (_label(i), i, p[i]) for i in ranking)))
         top1 = int(ranking[0])
         result[photo] = {"expected": expected, "top1": top1, "probability": round(float(p[top1]), 4)}
         if top1 != expected:

@@ -258,6 +258,31 @@ def protocol_params(task, profile):
             "max_features": protocol.MAXFEATURES, "padding": protocol.PADDING}
 
 
+def training_metrics(train_timer, test_timer, test_accuracy, parameters, compile_seconds=None):
+    """A training notebook's metrics: its timed epochs and test pass (common.Timer), the test
+    accuracy and the parameter count; and the seconds spent compiling before the timed loop, where
+    the framework compiles apart from it."""
+    metrics = {"train_seconds": train_timer.seconds, "test_accuracy": test_accuracy,
+               "test_seconds": test_timer.seconds, "parameters": parameters}
+    if compile_seconds is not None:
+        metrics["compile_seconds"] = compile_seconds
+    return metrics
+
+
+def inference_metrics(passes, features, parameters, photo_check, compile_seconds=None):
+    """An inference notebook's metrics: its timed passes (common.time_passes: the median is the
+    figure), the features they returned (an array), the parameter count, the photo check's result;
+    and the seconds spent compiling, where the framework compiles apart from the passes."""
+    seconds = passes["median"]
+    metrics = {"seconds_per_1000_images": 1000.0 * seconds / len(features),
+               "images_per_second": len(features) / seconds, "inference_seconds": seconds,
+               "inference_passes": passes, "parameters": parameters, "features_shape": list(features.shape),
+               "photo_check": photo_check}
+    if compile_seconds is not None:
+        metrics["compile_seconds"] = compile_seconds
+    return metrics
+
+
 def device_name(kind, gpus=None):
     """A record's device name: the first NVIDIA GPU's as nvidia-smi names it on "cuda" (one name
     for every framework, so that their runs share a table column; `gpus`: envinfo.nvidia_gpus(),

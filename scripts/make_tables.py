@@ -240,10 +240,14 @@ def hardware_tags(*keyed):
     return OrderedDict((c, tag[machine(c)]) for c in cols)
 
 
+def run_kind(col):
+    """A column's profile and arithmetic: "`cpu`", "`cpu`, mixed precision"."""
+    return "`%s`%s" % (col[0], "".join(", " + ARITHMETIC_LABELS[a] for a in col[4].split("+") if a))
+
+
 def short_label(col, hardware):
     """A column in a footnote: "`cpu` on H1", "`cpu`, mixed precision on H1"."""
-    return "`%s`%s on %s" % (col[0], "".join(", " + ARITHMETIC_LABELS[a] for a in col[4].split("+") if a),
-                             hardware[col])
+    return "%s on %s" % (run_kind(col), hardware[col])
 
 
 def hardware_line(tag, col, example, peak, runs):
@@ -348,19 +352,19 @@ def render(records, rows, roofline=None, notes=None):
             example = next(r for keyed in (best, unrun) for k, r in keyed.items() if k[2] == col)
             runs = [machine_rates(r) for k, r in best.items() if machine(k[2]) == machine(col)]
             out.append(hardware_line(tag, col, example, peaks[col], runs)
-                       + completeness([c for c in hardware if machine(c) == machine(col)], best, len(rows), hardware))
+                       + completeness([c for c in hardware if machine(c) == machine(col)], best, len(rows)))
         out.append("")
     return "\n".join(out)
 
 
-def completeness(cols, best, n_rows, hardware):
+def completeness(cols, best, n_rows):
     """"; `cpu`: all 42 notebooks" (or "30 of 42"): how complete each of a machine's columns is."""
     total = n_rows * len(TASK_TITLES)
     parts = []
     for col in cols:
         done = sum(1 for k in best if k[2] == col)
-        parts.append("%s: %s notebooks" % (short_label(col, hardware).rsplit(" on ", 1)[0],
-                                           "all %d" % total if done >= total else "%d of %d" % (done, total)))
+        count = "all %d" % total if done >= total else "%d of %d" % (done, total)
+        parts.append("%s: %s notebooks" % (run_kind(col), count))
     return "; " + ", ".join(parts) if parts else ""
 
 

@@ -32,11 +32,16 @@ def offline_data(tmp_path, monkeypatch):
     provenance.DATA_SOURCES.clear()
 
 
-def run_script(name, *args, timeout=3600):
-    """Run scripts.<name> with this interpreter from the repository's root (`python -m`); return the
-    CompletedProcess (text output)."""
-    return subprocess.run([sys.executable, "-m", "scripts." + name] + [str(a) for a in args], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+def script_command(name, *args):
+    """The command that runs scripts.<name> with this interpreter (`python -m`: from ROOT)."""
+    return [sys.executable, "-m", "scripts." + name] + [str(a) for a in args]
+
+
+def run_script(name, *args, timeout=3600, env=None):
+    """Run scripts.<name> from the repository's root, in `env` (default: this process's); return
+    the CompletedProcess (text output, stderr in stdout)."""
+    return subprocess.run(script_command(name, *args), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
 def read_json(path):

@@ -248,13 +248,11 @@ def test_setup_chooses_by_the_gpu_it_sees(tmp_path, monkeypatch):
     env = dict(os.environ, PATH="%s%s%s" % (tmp_path / "bin", os.pathsep, os.environ["PATH"]),
                ROSETTA_ENVS=str(tmp_path / "envs"))
     env.pop("ROSETTA_DEVICE", None)
-    out = subprocess.run([sys.executable, "-m", "scripts.setup_env", "--list"], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    out = run_script("setup_env", "--list", env=env).stdout
     rows = {line.split()[0]: line for line in out.splitlines()}
     assert "used here" in rows["torch-gpu"] and "used here" in rows["tools"], out
     assert "skipped" in rows["mxnet-gpu"] and "used here" not in rows["modern"], out
-    out = subprocess.run([sys.executable, "-m", "scripts.setup_env", "--list", "--device", "cpu"], cwd=ROOT,
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    out = run_script("setup_env", "--list", "--device", "cpu", env=env).stdout
     rows = {line.split()[0]: line for line in out.splitlines()}
     assert "used here" in rows["modern"] and "used here" not in rows["torch-gpu"], out
 

@@ -2,6 +2,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
 from common import envinfo, params, records, timing
@@ -17,6 +18,23 @@ def test_validate_rejects_incomplete_records(tmp_path):
         records.start_run("X", "X", "gan", "smoke")
     with pytest.raises(ValueError, match="why"):
         run.record("failed")
+
+
+def test_metrics_helpers_give_what_the_record_requires(tmp_path):
+    train, test = timing.Timer(), timing.Timer()
+    train.seconds, test.seconds = 12.5, 1.5
+    m = records.training_metrics(train, test, 0.75, 1000)
+    assert m == {"train_seconds": 12.5, "test_seconds": 1.5, "test_accuracy": 0.75, "parameters": 1000}
+    assert records.training_metrics(train, test, 0.75, 1000, compile_seconds=3.0)["compile_seconds"] == 3.0
+    passes = timing.summarize([2.0, 3.0, 4.0])
+    features = np.zeros((500, 2048), "float32")
+    m = records.inference_metrics(passes, features, 25636712, {"chelsea": {}}, compile_seconds=9.0)
+    assert m["seconds_per_1000_images"] == 6.0 and m["images_per_second"] == 500 / 3.0
+    assert m["inference_seconds"] == 3.0 and m["inference_passes"] is passes
+    assert m["features_shape"] == [500, 2048] and m["compile_seconds"] == 9.0
+    assert "compile_seconds" not in records.inference_metrics(passes, features, 1, {})
+    run = records.start_run("PyTorch_Inference", "PyTorch", "inference", "smoke", str(tmp_path))
+    assert run.finish(metrics=m, params={}, versions={})["metrics"]["features_shape"] == [500, 2048]
 
 
 def test_record_has_provenance(tmp_path):

@@ -325,7 +325,9 @@ def test_photo_check_passes_on_the_right_classes(capsys):
     result = images.check_photo_predictions(scores(285, 967))
     assert result["chelsea"]["top1"] == 285 and result["coffee"]["top1"] == 967
     assert 0.9 < result["chelsea"]["probability"] < 1.0
-    assert "Egyptian cat" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "chelsea: expected Egyptian cat (285); top 3: Egyptian cat (285)" in out
+    assert "coffee:  expected espresso (967); top 3: espresso (967)" in out
     probs = np.full((2, 1000), 0.0001)
     probs[0, 285] = probs[1, 967] = 1 - 999 * 0.0001
     assert images.check_photo_predictions(probs)["coffee"]["probability"] == round(1 - 999 * 0.0001, 4)
@@ -346,8 +348,8 @@ def test_photo_check_fails_on_a_wrong_top1():
 
 def test_photo_check_images():
     pytest.importorskip("skimage")
-    batch, expected = images.photo_check_images()
+    batch = images.photo_check_images()
     assert batch.shape == (2, 3, 224, 224) and batch.dtype == np.float32
-    assert [e[1] for e in expected] == [285, 967]
-    nhwc, _ = images.photo_check_images(channel_first=False)
+    assert [e[1] for e in images.PHOTO_CHECKS] == [285, 967]
+    nhwc = images.photo_check_images(channel_first=False)
     np.testing.assert_array_equal(batch.transpose(0, 2, 3, 1), nhwc)

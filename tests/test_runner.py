@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ROOT, read_json, run_script
+from conftest import ROOT, read_json, run_script, script_command
 
 OK_CELL = """
 import common
@@ -200,9 +199,8 @@ def test_tf32_needs_a_gpu_and_a_path(folder, tmp_path):
     smi.chmod(0o755)
     (nbs / "Chainer_CNN.ipynb").write_text((nbs / "PyTorch_CNN.ipynb").read_text())
     env = dict(os.environ, PATH="%s%s%s" % (bin_dir, os.pathsep, os.environ["PATH"]), ROSETTA_DEVICE="gpu")
-    proc = subprocess.run([sys.executable, "-m", "scripts.run_matrix", "--notebooks", str(nbs),
-                           "--results", str(tmp_path / "results"), "--profile", "smoke", "--tf32", "--list"], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=120)
+    proc = run_script("run_matrix", "--notebooks", nbs, "--results", tmp_path / "results", "--profile", "smoke",
+                      "--tf32", "--list", env=env, timeout=120)
     assert proc.returncode == 0, proc.stdout
     assert "No TF32 path (left out): Chainer_CNN" in proc.stdout
     assert "PyTorch_CNN.ipynb" in proc.stdout and "smoke-tf32" in proc.stdout
@@ -351,10 +349,8 @@ def test_unregistered_kernel_names_the_setup_command(folder, spec, tmp_path):
     python = envs / envspec.env_dir(spec, "modern").name / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.symlink_to(envspec.env_python(spec, "modern"))
-    proc = subprocess.run([sys.executable, "-m", "scripts.run_matrix", "--notebooks", str(nbs),
-                           "--out", str(out), "--profile", "smoke", "--tasks", "cnn"], cwd=ROOT,
-                          env=dict(os.environ, ROSETTA_ENVS=str(envs)), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    proc = run_script("run_matrix", "--notebooks", nbs, "--out", out, "--profile", "smoke", "--tasks", "cnn",
+                      env=dict(os.environ, ROSETTA_ENVS=str(envs)), timeout=300)
     assert proc.returncode != 0
     error = read_json(out / "PyTorch_CNN.json")["error"]
     assert "kernel 'rosetta-modern' is not registered" in error and "`python3 -m scripts.setup_env modern`" in error
@@ -365,8 +361,8 @@ SLEEPER = 'print("sleeping %s", flush=True)\nimport time\ntime.sleep(%d)\n' + OK
 
 def start_runner(nbs, out, marker, *extra):
     """run_matrix.py in the background; `marker` in the environment of every process of the run."""
-    return subprocess.Popen([sys.executable, "-m", "scripts.run_matrix", "--notebooks", str(nbs),
-                             "--out", str(out), "--profile", "smoke", "--tasks", "cnn", *extra], cwd=ROOT,
+    return subprocess.Popen(script_command("run_matrix", "--notebooks", nbs, "--out", out, "--profile", "smoke",
+                                           "--tasks", "cnn", *extra), cwd=ROOT,
                             env=dict(os.environ, ROSETTA_TEST_RUN=marker), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -471,9 +467,7 @@ def machine_env(tmp_path, device, smi=None):
 
 
 def runner(env, *args):
-    return subprocess.run([sys.executable, "-m", "scripts.run_matrix", "--profile", "smoke",
-                           *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=120)
+    return run_script("run_matrix", "--profile", "smoke", *args, env=env, timeout=120)
 
 
 def test_gpu_picks_gpu_kernels_and_skips_what_it_cannot_run(tmp_path):
