@@ -2,7 +2,7 @@
 
 # CNN: VGG-style network on CIFAR-10
 EPOCHS = 10
-BATCHSIZE = 64
+BATCHSIZE = 64  # the mini-batch of both training tasks, the GRU's too
 LR = 0.01
 MOMENTUM = 0.9
 N_CLASSES = 10  # the CNN's layers and parameter count: common/architecture.py
@@ -11,7 +11,7 @@ N_CLASSES = 10  # the CNN's layers and parameter count: common/architecture.py
 RNN_EPOCHS = 3
 EMBEDSIZE = 125
 NUMHIDDEN = 100
-RNN_LR = 0.001
+RNN_LR = 0.001  # the GRU notebooks import it as LR
 BETA_1 = 0.9
 BETA_2 = 0.999
 EPS = 1e-08
@@ -22,7 +22,7 @@ MAXFEATURES = 30000
 PADDING = "pre"
 
 # ResNet-50 feature extraction
-BATCH_SIZE = 32
+BATCH_SIZE = 32  # images per inference batch (BATCHSIZE is the training tasks')
 RESNET_FEATURES = 2048
 INFERENCE_BATCHES = 40  # 40 x 32 = 1,280 images
 IMAGE_SIZE = 224
