@@ -149,8 +149,9 @@ def _label(index):
 
 def check_photo_predictions(probs_or_logits, top=3):
     """Assert that the classifier's top-1 is Egyptian cat (285) for chelsea and espresso (967) for
-    coffee; print each photo's expected class and its top classes. Takes (2, 1000) probabilities or logits (softmax is
-    applied unless every row is already a probability distribution). Returns a dict for the record."""
+    coffee; print each photo's expected class and its top classes. Takes (2, 1000) probabilities or
+    logits (softmax is applied unless every row is already a probability distribution). Returns a
+    dict for the record."""
     scores = np.asarray(probs_or_logits, dtype=np.float64)
     if scores.shape != (len(PHOTO_CHECKS), IMAGENET_CLASSES):
         raise ValueError("expected scores of shape %s, got %s" % ((len(PHOTO_CHECKS), IMAGENET_CLASSES), scores.shape))
