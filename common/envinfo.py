@@ -47,12 +47,20 @@ def identified(ident):
     return bool(ident) and ident.get("family") is not None
 
 
+def cpu_kind(ident):
+    """(vendor, family, model, vector flags) of a cpu_id() reading: what tells one kind of CPU
+    from another; None when the reading names no kind (identified)."""
+    if not identified(ident):
+        return None
+    return (ident.get("vendor") or "", str(ident["family"]), str(ident.get("model") or ""),
+            tuple(ident.get("vector_flags") or ()))
+
+
 def same_cpu(a, b):
-    """Whether two cpu_id() readings name the same kind of CPU (vendor, family, model, vector
-    flags); a missing reading (older records) matches any."""
-    if not (identified(a) and identified(b)):
-        return True
-    return all(a.get(k) == b.get(k) for k in ("vendor", "family", "model", "vector_flags"))
+    """Whether two cpu_id() readings name the same kind of CPU (cpu_kind); a reading that names
+    none (older records) matches any."""
+    kind_a, kind_b = cpu_kind(a), cpu_kind(b)
+    return kind_a is None or kind_b is None or kind_a == kind_b
 
 
 def _slug(text):

@@ -46,11 +46,9 @@ FAILED_SUFFIX = ".failed.json"  # the runner's <name>.failed.json: a failed re-r
 def cpu_kind(rec):
     """(vendor, family, model, vector flags) of a CPU record's envinfo.cpu_id(), or None: a GPU
     record, or one without a cpu_id (older records)."""
-    cpu_id = (rec.get("environment") or {}).get("cpu_id") or {}
-    if rec.get("device", {}).get("kind", "cpu") != "cpu" or not envinfo.identified(cpu_id):
+    if rec.get("device", {}).get("kind", "cpu") != "cpu":
         return None
-    return (cpu_id.get("vendor") or "", str(cpu_id["family"]), str(cpu_id.get("model") or ""),
-            tuple(cpu_id.get("vector_flags") or ()))
+    return envinfo.cpu_kind((rec.get("environment") or {}).get("cpu_id"))
 
 
 def arithmetic(rec):
